@@ -1,0 +1,140 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace foxserve {
+namespace engine {
+
+absl::Status ValidateSamplingParams(const SamplingParams& p) {
+  auto bad = [](absl::string_view field, absl::string_view rule, double got) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " must be ", rule, ", got ", got));
+  };
+  if (!(p.temperature >= 0.0f && p.temperature <= 100.0f)) {
+    return bad("temperature", "in [0, 100] (0 is greedy)", p.temperature);
+  }
+  if (p.top_k < 0) return bad("top_k", ">= 0 (0 disables it)", p.top_k);
+  if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) return bad("top_p", "in (0, 1]", p.top_p);
+  if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) return bad("min_p", "in [0, 1]", p.min_p);
+  if (!(p.repetition_penalty > 0.0f && p.repetition_penalty <= 10.0f)) {
+    return bad("repetition_penalty", "in (0, 10] (1 disables it)", p.repetition_penalty);
+  }
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f)) {
+    return bad("presence_penalty", "in [-2, 2]", p.presence_penalty);
+  }
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
+    return bad("frequency_penalty", "in [-2, 2]", p.frequency_penalty);
+  }
+  return absl::OkStatus();
+}
+
+int32_t Argmax(absl::Span<const float> logits) {
+  int32_t best = 0;
+  for (size_t i = 1; i < logits.size(); ++i) {
+    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
+}
+
+Sampler::Sampler(const SamplingParams& params, absl::Span<const int32_t> prompt)
+    : params_(params),
+      rng_(params.seed ? *params.seed : std::random_device{}()),
+      prompt_tokens_(prompt.begin(), prompt.end()) {
+  std::sort(prompt_tokens_.begin(), prompt_tokens_.end());
+  prompt_tokens_.erase(std::unique(prompt_tokens_.begin(), prompt_tokens_.end()),
+                       prompt_tokens_.end());
+}
+
+double Sampler::Uniform() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
+
+void Sampler::ApplyPenalties(absl::Span<float> logits) const {
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  if (params_.repetition_penalty != 1.0f) {
+    auto penalize = [&](int32_t t) {
+      if (t < 0 || t >= vocab) return;
+      float& l = logits[t];
+      l = l > 0 ? l / params_.repetition_penalty : l * params_.repetition_penalty;
+    };
+    for (int32_t t : prompt_tokens_) penalize(t);
+    for (const auto& [t, count] : generated_counts_) {
+      if (!std::binary_search(prompt_tokens_.begin(), prompt_tokens_.end(), t)) penalize(t);
+    }
+  }
+  if (params_.presence_penalty != 0.0f || params_.frequency_penalty != 0.0f) {
+    for (const auto& [t, count] : generated_counts_) {
+      if (t < 0 || t >= vocab) continue;
+      logits[t] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
+    }
+  }
+}
+
+int32_t Sampler::Sample(absl::Span<float> logits) {
+  ApplyPenalties(logits);
+  int32_t token;
+  if (params_.greedy()) {
+    token = Argmax(logits);
+  } else {
+    // Probabilities in double, relative to the max, at the given temperature.
+    const float max_logit = logits[Argmax(logits)];
+    const double inv_t = 1.0 / params_.temperature;
+    candidates_.clear();
+    candidates_.reserve(logits.size());
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const double p = std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
+      if (p > 0.0) candidates_.emplace_back(p, static_cast<int32_t>(i));
+    }
+    const bool filtered = params_.top_k > 0 || params_.top_p < 1.0f || params_.min_p > 0.0f;
+    if (filtered) {
+      // Descending probability, ascending id among ties: a total order, so the result does not
+      // depend on the sort implementation.
+      auto by_prob = [](const std::pair<double, int32_t>& a, const std::pair<double, int32_t>& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+      };
+      size_t keep = candidates_.size();
+      if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
+        keep = params_.top_k;
+        std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_prob);
+      } else {
+        std::sort(candidates_.begin(), candidates_.end(), by_prob);
+      }
+      candidates_.resize(keep);
+      if (params_.top_p < 1.0f) {
+        double total = 0.0;
+        for (const auto& c : candidates_) total += c.first;
+        double cumulative = 0.0;
+        size_t n = 0;
+        while (n < candidates_.size()) {
+          cumulative += candidates_[n].first;
+          ++n;
+          if (cumulative >= params_.top_p * total) break;
+        }
+        candidates_.resize(n);
+      }
+      if (params_.min_p > 0.0f) {
+        const double floor = params_.min_p * candidates_.front().first;
+        size_t n = 1;
+        while (n < candidates_.size() && candidates_[n].first >= floor) ++n;
+        candidates_.resize(n);
+      }
+    }
+    double total = 0.0;
+    for (const auto& c : candidates_) total += c.first;
+    const double target = Uniform() * total;
+    double cumulative = 0.0;
+    token = candidates_.back().second;
+    for (const auto& c : candidates_) {
+      cumulative += c.first;
+      if (target < cumulative) {
+        token = c.second;
+        break;
+      }
+    }
+  }
+  ++generated_counts_[token];
+  return token;
+}
+
+}  // namespace engine
+}  // namespace foxserve

@@ -1,0 +1,53 @@
+// Adaptive Computation Pruning decisions (FOX.md section 3), shared by the CPU and CUDA paths so
+// both skip exactly the same tiles.
+//
+// For query t the weight of key j is at most exp(2U + c_t - c_j), U bounding |q||k|/sqrt(d). With
+//   delta = -(2U + log L) + log eps
+// all keys with c_t - c_j < delta together weigh less than eps (L keys at most). A (query block,
+// key block) tile is dead when c(first query of the block) - c(last key of the block) < delta.
+// c never increases, so the dead key blocks of a query form a prefix and, for a fixed delta, the
+// prefix only grows as queries advance.
+#ifndef FOXSERVE_KERNELS_ACP_BOUNDARY_H_
+#define FOXSERVE_KERNELS_ACP_BOUNDARY_H_
+
+#include <cmath>
+#include <cstdint>
+
+namespace foxserve {
+namespace kernels {
+
+inline double AcpThreshold(double logit_bound, double num_keys, double log_eps) {
+  return -(2.0 * logit_bound + std::log(num_keys)) + log_eps;
+}
+
+// The first live block in [begin, limit] for queries whose largest c is `c_query`:
+// blocks b < result satisfy c_query - block_c_last[b] < delta. `limit` (the block holding the
+// first query) is never skipped, whatever delta. Gallops, then bisects: O(log jump).
+inline int64_t FirstLiveBlock(const double* block_c_last, int64_t begin, int64_t limit,
+                              double c_query, double delta) {
+  auto dead = [&](int64_t b) { return c_query - block_c_last[b] < delta; };
+  if (begin >= limit || !dead(begin)) return begin;
+  // Invariant: `lo` is dead; find hi > lo that is live (or limit).
+  int64_t lo = begin, step = 1, hi = begin + 1;
+  while (hi < limit && dead(hi)) {
+    lo = hi;
+    step *= 2;
+    hi = lo + step;
+  }
+  if (hi > limit) hi = limit;
+  // Now lo dead, hi live or hi == limit; bisect on (lo, hi].
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (dead(mid)) {
+      lo = mid;
+    } else {
+      hi = mid;
+    }
+  }
+  return hi;
+}
+
+}  // namespace kernels
+}  // namespace foxserve
+
+#endif  // FOXSERVE_KERNELS_ACP_BOUNDARY_H_

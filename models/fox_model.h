@@ -1,0 +1,73 @@
+// The FoX forward pass on the CPU in float32 (FOX.md section 2) over the paged KV cache, with
+// ACP skipping of dead (query block, key block) tiles (FOX.md section 3).
+//
+// One Forward call runs a batch of sequences, each with a chunk of new tokens: a whole prompt, a
+// prefill chunk or one decode token. All new tokens go through the matrix products together;
+// attention runs per (sequence, head, query block). Results for a sequence do not depend on what
+// else is in the batch (see kernels/cpu/gemm.h).
+//
+// Thread-safety: Forward uses internal scratch buffers; call it from one thread at a time (the
+// scheduler loop). The kernels fan out on the thread pool.
+#ifndef FOXSERVE_MODELS_FOX_MODEL_H_
+#define FOXSERVE_MODELS_FOX_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "kernels/paged_kv.h"
+#include "kernels/thread_pool.h"
+#include "models/fox_weights.h"
+#include "models/kv_state.h"
+
+namespace foxserve {
+namespace models {
+
+struct AcpOptions {
+  bool enabled = true;
+  double log_eps = -10.0;  // log of the tolerance eps
+};
+
+struct ForwardItem {
+  SequenceKvState* state = nullptr;  // advanced by tokens.size(); pages must already cover it
+  absl::Span<const int32_t> tokens;  // the new tokens
+  bool all_logits = false;           // logits for every new token, else for the last one only
+  AcpCounters* acp_counters = nullptr;  // optional per-request counters, added to
+};
+
+class FoxModel {
+ public:
+  // `pool` is borrowed and must outlive the model; null runs single-threaded.
+  FoxModel(std::unique_ptr<FoxWeights> weights, kernels::ThreadPool* pool);
+  ~FoxModel();
+
+  const FoxConfig& config() const { return weights_->config; }
+  const FoxWeights& weights() const { return *weights_; }
+  // [layer][head] bound U on |q||k|/sqrt(d) valid for every input (acp_bounds.h).
+  const std::vector<double>& logit_bounds() const { return logit_bounds_; }
+  kernels::KvPageLayout PageLayout(int32_t page_size) const;
+
+  // Runs the items and writes their logits, [rows, vocab] row-major, rows in item order (all new
+  // tokens of an item when all_logits, else its last). Validates token ids, lengths and page
+  // coverage before touching any state: on error nothing has changed.
+  absl::Status Forward(absl::Span<const ForwardItem> items, const AcpOptions& acp,
+                       const kernels::KvPoolView& kv_pool, std::vector<float>* logits);
+
+ private:
+  struct Scratch;
+  void RunLayer(int64_t layer, absl::Span<const ForwardItem> items,
+                const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                const kernels::KvPoolView& kv_pool);
+
+  std::unique_ptr<FoxWeights> weights_;
+  kernels::ThreadPool* pool_;
+  std::vector<double> logit_bounds_;
+  std::unique_ptr<Scratch> scratch_;
+};
+
+}  // namespace models
+}  // namespace foxserve
+
+#endif  // FOXSERVE_MODELS_FOX_MODEL_H_

@@ -1,0 +1,34 @@
+// The golden data of the authors' reference implementation (tests/data/golden, FOX.md section 4).
+#ifndef FOXSERVE_TESTS_ENGINE_GOLDEN_DATA_H_
+#define FOXSERVE_TESTS_ENGINE_GOLDEN_DATA_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/cpu_backend.h"
+
+namespace foxserve {
+namespace testing {
+
+struct GoldenData {
+  std::string model_dir;
+  int64_t batch = 0, tokens = 0, vocab = 0;
+  std::vector<std::vector<int32_t>> input_ids;      // [batch][tokens]
+  std::vector<std::vector<float>> logits;           // [batch][tokens * vocab]
+  std::vector<std::vector<int32_t>> greedy_tokens;  // [batch][16]
+};
+
+GoldenData LoadGolden(const std::string& name);
+
+std::unique_ptr<engine::CpuBackend> LoadBackend(const std::string& model_dir, bool acp,
+                                                int64_t num_pages = 4096, int threads = 2);
+
+// ||a - b|| / ||b|| over n values.
+double RelativeError(const float* a, const float* b, int64_t n);
+
+}  // namespace testing
+}  // namespace foxserve
+
+#endif  // FOXSERVE_TESTS_ENGINE_GOLDEN_DATA_H_
