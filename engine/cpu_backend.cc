@@ -16,7 +16,8 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Load(const std::string& 
   }
   FOXSERVE_ASSIGN_OR_RETURN(models::FoxConfig config, models::LoadFoxConfig(model_dir));
   FOXSERVE_ASSIGN_OR_RETURN(auto checkpoint, models::SafetensorsCheckpoint::Open(model_dir));
-  FOXSERVE_ASSIGN_OR_RETURN(auto weights, models::LoadFoxWeights(*checkpoint, config));
+  FOXSERVE_ASSIGN_OR_RETURN(auto weights,
+                            models::LoadFoxWeights(*checkpoint, config, options.progress));
 
   std::unique_ptr<CpuBackend> backend(new CpuBackend());
   backend->pool_ = std::make_unique<kernels::ThreadPool>(options.num_threads);

@@ -24,6 +24,7 @@ struct CpuBackendOptions {
   // When the config's log_pruning_tolerance is set and acp.log_eps was not overridden, the
   // config's value wins.
   bool log_eps_from_config = true;
+  models::LoadProgress progress;  // optional: weight loading progress
 };
 
 class CpuBackend : public ModelBackend {

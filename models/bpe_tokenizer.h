@@ -77,6 +77,10 @@ class BpeTokenizer : public Tokenizer {
   std::optional<int32_t> eos_id() const override { return special_.eos_id; }
   bool add_bos() const override { return special_.add_bos; }
   std::string kind() const override { return "gpt2-bpe"; }
+  std::unique_ptr<IncrementalDecoder> NewIncrementalDecoder(
+      absl::Span<const int32_t> context) const override {
+    return NewConcatenatingDecoder(this);
+  }
 
  private:
   struct MergeResult {

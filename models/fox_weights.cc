@@ -40,7 +40,15 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 // Reads tensors by name, remembering which ones were used so leftovers can be reported.
 class TensorReader {
  public:
-  explicit TensorReader(const SafetensorsCheckpoint& ckpt) : ckpt_(ckpt) {}
+  TensorReader(const SafetensorsCheckpoint& ckpt, const LoadProgress& progress)
+      : ckpt_(ckpt), progress_(progress) {
+    if (progress_) {
+      for (const std::string& name : ckpt_.names()) {
+        auto t = ckpt_.Get(name);
+        if (t.ok()) total_bytes_ += static_cast<int64_t>(t->bytes.size());
+      }
+    }
+  }
 
   // Copies the tensor, converted to float32, into dst[offset ...].
   absl::Status Read(const std::string& name, const std::vector<int64_t>& shape,
@@ -66,6 +74,8 @@ class TensorReader {
       dst->resize(offset + values.size());
     }
     std::copy(values.begin(), values.end(), dst->begin() + offset);
+    done_bytes_ += static_cast<int64_t>(view.bytes.size());
+    if (progress_) progress_(done_bytes_, total_bytes_);
     return absl::OkStatus();
   }
 
@@ -88,18 +98,22 @@ class TensorReader {
 
  private:
   const SafetensorsCheckpoint& ckpt_;
+  const LoadProgress& progress_;
+  int64_t total_bytes_ = 0;
+  int64_t done_bytes_ = 0;
   std::set<std::string> used_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FoxWeights>> LoadFoxWeights(const SafetensorsCheckpoint& checkpoint,
-                                                           const FoxConfig& c) {
+                                                           const FoxConfig& c,
+                                                           const LoadProgress& progress) {
   auto w = std::make_unique<FoxWeights>();
   w->config = c;
   w->in_proj = MakeInProjLayout(c);
   const int64_t D = c.hidden_size, H = c.num_heads, I = c.intermediate_size, V = c.vocab_size;
-  TensorReader r(checkpoint);
+  TensorReader r(checkpoint, progress);
 
   FOXSERVE_RETURN_IF_ERROR(r.Read("model.embeddings.weight", {V, D}, &w->embeddings));
   w->layers.resize(c.num_hidden_layers);

@@ -5,6 +5,7 @@
 #define FOXSERVE_MODELS_FOX_WEIGHTS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -56,8 +57,12 @@ struct FoxWeights {
   }
 };
 
+// Called after each tensor with (bytes converted so far, bytes in the checkpoint).
+using LoadProgress = std::function<void(int64_t, int64_t)>;
+
 absl::StatusOr<std::unique_ptr<FoxWeights>> LoadFoxWeights(const SafetensorsCheckpoint& checkpoint,
-                                                           const FoxConfig& config);
+                                                           const FoxConfig& config,
+                                                           const LoadProgress& progress = nullptr);
 
 }  // namespace models
 }  // namespace foxserve

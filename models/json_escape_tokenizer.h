@@ -3,8 +3,7 @@
 // kind + "+json-escape".
 //
 // Decode(a) + Decode(b) == Decode(a ++ b) does not hold across an escape that the split cuts
-// (`\u00` | `e9`); streaming callers must decode the whole sequence, or hold back text after an
-// unfinished escape.
+// (`\u00` | `e9`); NewIncrementalDecoder holds back text after an unfinished escape.
 //
 // Thread-safety: as the inner tokenizer (all methods const).
 #ifndef FOXSERVE_MODELS_JSON_ESCAPE_TOKENIZER_H_
@@ -35,6 +34,10 @@ class JsonEscapeTokenizer : public Tokenizer {
   std::optional<int32_t> eos_id() const override { return inner_->eos_id(); }
   bool add_bos() const override { return inner_->add_bos(); }
   std::string kind() const override { return inner_->kind() + "+json-escape"; }
+  std::unique_ptr<IncrementalDecoder> NewIncrementalDecoder(
+      absl::Span<const int32_t> context) const override {
+    return NewJsonUnescapingDecoder(inner_->NewIncrementalDecoder(context));
+  }
 
  private:
   std::unique_ptr<Tokenizer> inner_;

@@ -40,6 +40,11 @@ class SentencePieceTokenizer : public Tokenizer {
   std::optional<int32_t> eos_id() const override { return OptionalId(model_->eos_id()); }
   bool add_bos() const override { return add_bos_; }
   std::string kind() const override { return "sentencepiece"; }
+  std::unique_ptr<IncrementalDecoder> NewIncrementalDecoder(
+      absl::Span<const int32_t> context) const override {
+    // A few prompt tokens give the first generated piece its leading space.
+    return NewWindowDecoder(this, context.subspan(context.size() > 4 ? context.size() - 4 : 0));
+  }
 
  private:
   static std::optional<int32_t> OptionalId(int id) {

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "models/incremental_decoder.h"
 
 namespace foxserve {
 namespace models {
@@ -39,6 +40,10 @@ class Tokenizer {
   virtual bool add_bos() const = 0;
   // "sentencepiece", "gpt2-bpe" or "gpt2-bpe+json-escape".
   virtual std::string kind() const = 0;
+  // A streaming decoder for the tokens that follow `context` (the end of the prompt, which some
+  // tokenizers need to place the first word's leading space). It borrows this tokenizer.
+  virtual std::unique_ptr<IncrementalDecoder> NewIncrementalDecoder(
+      absl::Span<const int32_t> context) const = 0;
 };
 
 // Picks the tokenizer from the files in `model_dir`:

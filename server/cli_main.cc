@@ -24,6 +24,7 @@
 #include "models/safetensors.h"
 #include "models/status_macros.h"
 #include "models/tokenizer.h"
+#include "server/cli_remote.h"
 #include "server/command_line.h"
 
 namespace foxserve {
@@ -34,7 +35,8 @@ using server::CommandLine;
 constexpr char kUsage[] =
     "usage:\n"
     "  foxserve-cli logits   --model DIR --input IN.safetensors --output OUT.safetensors\n"
-    "  foxserve-cli generate --model DIR (--prompt TEXT | --input-ids 1,2,3) --max-new-tokens N\n"
+    "  foxserve-cli generate (--model DIR | --server HOST:PORT [--stream] [--timeout S])\n"
+    "                        (--prompt TEXT | --input-ids 1,2,3) --max-new-tokens N\n"
     "                        [--temperature X] [--top-p P] [--top-k K] [--min-p M] [--seed S]\n"
     "                        [--ignore-eos] [--print-ids]\n"
     "common: --threads N  --acp on|off  --acp-log-eps X  --prefill-chunk N\n";
@@ -137,18 +139,62 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text, int64_t v
   return ids;
 }
 
-absl::Status RunGenerate(const std::vector<std::string>& args) {
+// Returns the exit code: the remote call reports its own errors (gRPC code name and message).
+absl::StatusOr<int> RunRemoteGenerate(const CommandLine& cl) {
+  v1::GenerateRequest request;
+  if (cl.Has("prompt")) {
+    request.set_text(*cl.Get("prompt"));
+  } else {
+    for (absl::string_view part : absl::StrSplit(*cl.Get("input-ids"), ',', absl::SkipWhitespace())) {
+      int32_t v;
+      if (!absl::SimpleAtoi(part, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("--input-ids: \"", part, "\" is not an id"));
+      }
+      request.mutable_token_ids()->add_ids(v);
+    }
+  }
+  // Range checks are the server's: it answers INVALID_ARGUMENT naming the field.
+  FOXSERVE_ASSIGN_OR_RETURN(int64_t max_new, cl.Int("max-new-tokens", 16, 0, UINT32_MAX));
+  request.set_max_new_tokens(static_cast<uint32_t>(max_new));
+  const bool sampled = cl.Has("temperature") || cl.Has("top-p") || cl.Has("top-k") ||
+                       cl.Has("min-p") || cl.Has("seed");
+  FOXSERVE_ASSIGN_OR_RETURN(double temperature, cl.Double("temperature", sampled ? 1.0 : 0.0, -1e9, 1e9));
+  request.mutable_sampling()->set_temperature(static_cast<float>(temperature));
+  if (cl.Has("top-p")) {
+    FOXSERVE_ASSIGN_OR_RETURN(double top_p, cl.Double("top-p", 1, -1e9, 1e9));
+    request.mutable_sampling()->set_top_p(static_cast<float>(top_p));
+  }
+  FOXSERVE_ASSIGN_OR_RETURN(int64_t top_k, cl.Int("top-k", 0, INT32_MIN, INT32_MAX));
+  request.mutable_sampling()->set_top_k(static_cast<int32_t>(top_k));
+  FOXSERVE_ASSIGN_OR_RETURN(double min_p, cl.Double("min-p", 0, -1e9, 1e9));
+  request.mutable_sampling()->set_min_p(static_cast<float>(min_p));
+  if (cl.Has("seed")) {
+    FOXSERVE_ASSIGN_OR_RETURN(int64_t seed, cl.Int("seed", 0, 0, INT64_MAX));
+    request.mutable_sampling()->set_seed(static_cast<uint64_t>(seed));
+  }
+  FOXSERVE_ASSIGN_OR_RETURN(bool ignore_eos, cl.Bool("ignore-eos", false));
+  request.set_ignore_eos(ignore_eos);
+  server::RemoteOptions remote;
+  remote.server = *cl.Get("server");
+  FOXSERVE_ASSIGN_OR_RETURN(remote.stream, cl.Bool("stream", false));
+  FOXSERVE_ASSIGN_OR_RETURN(remote.print_ids, cl.Bool("print-ids", false));
+  FOXSERVE_ASSIGN_OR_RETURN(remote.timeout_seconds, cl.Double("timeout", 600, 0.001, 1e7));
+  return server::RemoteGenerate(remote, request, std::cout, std::cerr);
+}
+
+absl::StatusOr<int> RunGenerate(const std::vector<std::string>& args) {
   FOXSERVE_ASSIGN_OR_RETURN(
       CommandLine cl,
       CommandLine::Parse(args,
                          With(kCommonFlags, {"prompt", "input-ids", "max-new-tokens", "temperature",
                                              "top-p", "top-k", "min-p", "seed", "print-ids",
-                                             "ignore-eos"}),
-                         {"print-ids", "ignore-eos"}));
-  FOXSERVE_ASSIGN_OR_RETURN(std::string model_dir, cl.Required("model"));
+                                             "ignore-eos", "server", "stream", "timeout"}),
+                         {"print-ids", "ignore-eos", "stream"}));
   if (cl.Has("prompt") == cl.Has("input-ids")) {
     return absl::InvalidArgumentError("give exactly one of --prompt and --input-ids");
   }
+  if (cl.Has("server")) return RunRemoteGenerate(cl);
+  FOXSERVE_ASSIGN_OR_RETURN(std::string model_dir, cl.Required("model"));
   FOXSERVE_ASSIGN_OR_RETURN(int64_t max_new, cl.Int("max-new-tokens", 16, 1, 1 << 20));
   FOXSERVE_ASSIGN_OR_RETURN(int64_t chunk, cl.Int("prefill-chunk", 0, 0, int64_t{1} << 30));
   FOXSERVE_ASSIGN_OR_RETURN(models::FoxConfig config, models::LoadFoxConfig(model_dir));
@@ -214,7 +260,7 @@ absl::Status RunGenerate(const std::vector<std::string>& args) {
   if (print_ids || tokenizer == nullptr) std::cout << absl::StrJoin(generated, " ") << "\n";
   std::cout.flush();
   PrintAcp(*backend, runner.acp_counters());
-  return absl::OkStatus();
+  return 0;
 }
 
 int Main(int argc, char** argv) {
@@ -224,11 +270,12 @@ int Main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
-  absl::Status status;
+  absl::StatusOr<int> exit_code = 0;
   if (command == "logits") {
-    status = RunLogits(args);
+    absl::Status status = RunLogits(args);
+    if (!status.ok()) exit_code = status;
   } else if (command == "generate") {
-    status = RunGenerate(args);
+    exit_code = RunGenerate(args);
   } else if (command == "--help" || command == "help" || command == "-h") {
     std::fputs(kUsage, stdout);
     return 0;
@@ -236,11 +283,12 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "foxserve-cli: unknown command \"%s\"\n%s", command.c_str(), kUsage);
     return 2;
   }
-  if (!status.ok()) {
-    std::fprintf(stderr, "foxserve-cli %s: %s\n", command.c_str(), status.ToString().c_str());
+  if (!exit_code.ok()) {
+    std::fprintf(stderr, "foxserve-cli %s: %s\n", command.c_str(),
+                 exit_code.status().ToString().c_str());
     return 1;
   }
-  return 0;
+  return *exit_code;
 }
 
 }  // namespace

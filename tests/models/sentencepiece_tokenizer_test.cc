@@ -17,6 +17,7 @@ namespace models {
 namespace {
 
 using ::foxserve::testing::ParseIds;
+using ::foxserve::testing::TrainSentencePiece;
 using ::foxserve::testing::ReadFileOrDie;
 using ::foxserve::testing::RunCommand;
 using ::foxserve::testing::ScratchDir;
@@ -38,22 +39,6 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
-// Trains `<dir>/<name>.model` with spm_train; false after ADD_FAILURE.
-bool Train(const ScratchDir& dir, const std::string& name, const std::string& text,
-           const std::string& flags) {
-  WriteFileOrDie(dir.File(name + ".txt"), text);
-  const std::string command = "spm_train --input=" + ShellQuote(dir.File(name + ".txt")) +
-                              " --model_prefix=" + ShellQuote(dir.File(name)) + " " + flags +
-                              " --minloglevel=2 > " + ShellQuote(dir.File(name + ".log")) + " 2>&1";
-  const testing::CommandResult r = RunCommand(command);
-  if (r.exit_code != 0) {
-    ADD_FAILURE() << command << " failed with exit code " << r.exit_code
-                  << " (127: install Debian's sentencepiece package); log:\n"
-                  << ReadFileOrDie(dir.File(name + ".log"));
-    return false;
-  }
-  return true;
-}
 
 // A BPE model over the first 200 KB of the corpus with byte fallback and no normalization, so
 // that any text round-trips; BOS and EOS at ids other than the defaults so that the test sees
@@ -64,7 +49,7 @@ class SentencePieceTest : public ::testing::Test {
     dir_ = new ScratchDir;
     std::string train = Corpus().substr(0, kTrainBytes);
     train.resize(train.rfind('\n') + 1);
-    trained_ = Train(*dir_, "sp", train,
+    trained_ = TrainSentencePiece(*dir_, "sp", train,
                      "--vocab_size=1000 --model_type=bpe --character_coverage=1.0 "
                      "--byte_fallback=true --normalization_rule_name=identity "
                      "--remove_extra_whitespaces=false --unk_id=0 --bos_id=2 --eos_id=1 "
@@ -162,7 +147,7 @@ TEST_F(SentencePieceTest, ReadsSpecialIdsFromTheModel) {
 
 TEST_F(SentencePieceTest, ModelWithoutBos) {
   ScratchDir dir;
-  ASSERT_TRUE(Train(dir, "nobos", Corpus().substr(0, 30000),
+  ASSERT_TRUE(TrainSentencePiece(dir, "nobos", Corpus().substr(0, 30000),
                     "--vocab_size=200 --model_type=unigram --bos_id=-1 --eos_id=1 --unk_id=0"));
   absl::StatusOr<std::unique_ptr<Tokenizer>> t =
       LoadSentencePieceTokenizer(dir.File("nobos.model"), {});

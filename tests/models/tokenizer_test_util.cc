@@ -1,7 +1,5 @@
 #include "tests/models/tokenizer_test_util.h"
 
-#include <sys/wait.h>
-
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -15,28 +13,21 @@
 namespace foxserve {
 namespace testing {
 
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result{-1, ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[1 << 16];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  result.exit_code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-std::string ShellQuote(const std::string& arg) {
-  std::string quoted = "'";
-  for (char c : arg) {
-    if (c == '\'') {
-      quoted += "'\\''";
-    } else {
-      quoted += c;
-    }
+// Trains `<dir>/<name>.model` with spm_train; false after ADD_FAILURE.
+bool TrainSentencePiece(const ScratchDir& dir, const std::string& name, const std::string& text,
+           const std::string& flags) {
+  WriteFileOrDie(dir.File(name + ".txt"), text);
+  const std::string command = "spm_train --input=" + ShellQuote(dir.File(name + ".txt")) +
+                              " --model_prefix=" + ShellQuote(dir.File(name)) + " " + flags +
+                              " --minloglevel=2 > " + ShellQuote(dir.File(name + ".log")) + " 2>&1";
+  const CommandResult r = RunCommand(command);
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << command << " failed with exit code " << r.exit_code
+                  << " (127: install Debian's sentencepiece package); log:\n"
+                  << ReadFileOrDie(dir.File(name + ".log"));
+    return false;
   }
-  return quoted + "'";
+  return true;
 }
 
 std::vector<int32_t> ParseIds(const std::string& text) {

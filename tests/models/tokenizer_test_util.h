@@ -7,17 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/subprocess.h"
+#include "tests/support/test_support.h"
+
 namespace foxserve {
 namespace testing {
 
-struct CommandResult {
-  int exit_code;       // -1 when the command could not be started
-  std::string output;  // stdout (stderr goes to the test's stderr)
-};
-CommandResult RunCommand(const std::string& command);
-
-// 'arg' quoted for /bin/sh.
-std::string ShellQuote(const std::string& arg);
+// Trains `<dir>/<name>.model` on `text` with Debian's spm_train and `flags`; false after
+// ADD_FAILURE.
+bool TrainSentencePiece(const ScratchDir& dir, const std::string& name, const std::string& text,
+                        const std::string& flags);
 
 // Whitespace-separated integers; ADD_FAILURE on anything else.
 std::vector<int32_t> ParseIds(const std::string& text);

@@ -9,6 +9,7 @@ set(_foxserve_tokenizer_tests
   json_escape_test
   sentencepiece_tokenizer_test
   tokenizer_factory_test
+  incremental_decoder_test
 )
 foreach(_test IN LISTS _foxserve_tokenizer_tests)
   foxserve_add_test(${_test}

@@ -43,7 +43,8 @@ TEST(CliTest, LogitsMatchGoldenFile) {
       ScratchDir dir;
       const std::string golden = GoldenDir(model) + "/golden.safetensors";
       const auto r = RunCommand(Cli("logits --model " + GoldenDir(model) + " --input " + golden +
-                                    " --output " + dir.File("out.safetensors") + " --acp " + acp));
+                                    " --output " + dir.File("out.safetensors") + " --acp " + acp),
+                                /*merge_stderr=*/true);
       ASSERT_EQ(r.exit_code, 0) << r.output;
       EXPECT_NE(r.output.find(std::string("acp: ") + acp), std::string::npos) << r.output;
       std::vector<int64_t> shape, golden_shape;
@@ -77,8 +78,7 @@ TEST(CliTest, GenerateGreedyPrintsTheReferenceTokens) {
     expected += (expected.empty() ? "" : " ") + std::to_string(t.get<int>());
   }
   const auto r = RunCommand(Cli("generate --model " + dir + " --input-ids " + csv +
-                                " --max-new-tokens 16 --ignore-eos --print-ids"),
-                            /*merge_stderr=*/false);
+                                " --max-new-tokens 16 --ignore-eos --print-ids"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<std::string> lines = absl::StrSplit(r.output, '\n', absl::SkipEmpty());
   ASSERT_FALSE(lines.empty());
@@ -89,7 +89,7 @@ TEST(CliTest, SampledGenerationIsReproducibleWithASeed) {
   const std::string cmd = Cli("generate --model " + GoldenDir("fox-pro-tiny") +
                               " --input-ids 5,6,7 --max-new-tokens 12 --temperature 1.0 "
                               "--top-p 0.9 --seed 77 --ignore-eos --print-ids");
-  const auto a = RunCommand(cmd, false), b = RunCommand(cmd, false);
+  const auto a = RunCommand(cmd), b = RunCommand(cmd);
   ASSERT_EQ(a.exit_code, 0) << a.output;
   EXPECT_EQ(a.output, b.output);
   std::vector<std::string> ids = absl::StrSplit(absl::StripAsciiWhitespace(a.output), ' ');
@@ -115,7 +115,7 @@ TEST(CliTest, BadInvocationsFailWithAClearMessage) {
       {"logits --model " + pro + " --input /nonexistent.safetensors --output /tmp/x", "nonexistent"},
   };
   for (const Bad& bad : cases) {
-    const auto r = RunCommand(Cli(bad.args));
+    const auto r = RunCommand(Cli(bad.args), /*merge_stderr=*/true);
     EXPECT_NE(r.exit_code, 0) << bad.args;
     EXPECT_NE(r.output.find(bad.message), std::string::npos) << bad.args << "\n" << r.output;
   }
@@ -127,7 +127,8 @@ TEST(CliTest, CorruptCheckpointFailsStartup) {
   WriteFileOrDie(dir.File("config.json"), ReadFileOrDie(src + "/config.json"));
   const std::string weights = ReadFileOrDie(src + "/model.safetensors");
   WriteFileOrDie(dir.File("model.safetensors"), weights.substr(0, weights.size() / 2));
-  const auto r = RunCommand(Cli("generate --model " + dir.path() + " --input-ids 1,2"));
+  const auto r = RunCommand(Cli("generate --model " + dir.path() + " --input-ids 1,2"),
+                            /*merge_stderr=*/true);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("model.safetensors"), std::string::npos) << r.output;
 }

@@ -1,0 +1,315 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/check.h"
+
+namespace foxserve {
+namespace engine {
+namespace {
+
+double SecondsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// The log softmax of `chosen` under `logits`, and the `top` most likely tokens.
+void FillLogprobs(absl::Span<const float> logits, int32_t chosen, int32_t top,
+                  GeneratedToken* token) {
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l) - max_logit);
+  const double log_z = max_logit + std::log(sum);
+  auto logprob = [&](int32_t id) { return static_cast<float>(logits[id] - log_z); };
+  token->has_logprobs = true;
+  token->chosen = {chosen, logprob(chosen)};
+  if (top <= 0) return;
+  std::vector<int32_t> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  const size_t k = std::min<size_t>(top, order.size());
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  for (size_t i = 0; i < k; ++i) token->top.push_back({order[i], logprob(order[i])});
+}
+
+}  // namespace
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kNone: return "none";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "unknown";
+}
+
+Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
+               const EngineOptions& options, EngineObserver* observer)
+    : backend_(backend),
+      tokenizer_(tokenizer),
+      options_(options),
+      observer_(observer),
+      blocks_(backend->num_pages()),
+      scheduler_(
+          [&] {
+            SchedulerConfig c = options.scheduler;
+            c.page_size = backend->page_size();
+            return c;
+          }(),
+          &blocks_) {}
+
+Engine::~Engine() { AbortAll(absl::CancelledError("engine destroyed")); }
+
+absl::Status Engine::Validate(const GenerationRequest& r) const {
+  const models::FoxConfig& config = backend_->config();
+  const int64_t vocab = config.vocab_size;
+  const int64_t prompt = static_cast<int64_t>(r.prompt.size());
+  if (prompt == 0) return absl::InvalidArgumentError("prompt: empty");
+  if (prompt >= options_.max_model_len) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt: ", prompt,
+                                                   " tokens reach the model limit of ",
+                                                   options_.max_model_len, " (max_model_len)"));
+  }
+  for (size_t i = 0; i < r.prompt.size(); ++i) {
+    if (r.prompt[i] < 0 || r.prompt[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt: token id ", r.prompt[i],
+                                                     " at position ", i,
+                                                     " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  const int64_t room = options_.max_model_len - prompt;
+  if (r.max_new_tokens < 1 || r.max_new_tokens > room) {
+    return absl::InvalidArgumentError(absl::StrCat("max_new_tokens: must be in [1, ", room,
+                                                   "] for this prompt, got ", r.max_new_tokens));
+  }
+  if (absl::Status s = ValidateSamplingParams(r.sampling); !s.ok()) return s;
+  if (static_cast<int64_t>(r.stop.size()) > options_.max_stop_strings) {
+    return absl::InvalidArgumentError(absl::StrCat("stop: at most ", options_.max_stop_strings,
+                                                   " stop strings, got ", r.stop.size()));
+  }
+  for (const std::string& s : r.stop) {
+    if (s.empty() || static_cast<int64_t>(s.size()) > options_.max_stop_string_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("stop: each stop string must have 1 to ",
+                                                     options_.max_stop_string_bytes, " bytes"));
+    }
+  }
+  if (!r.stop.empty() && tokenizer_ == nullptr) {
+    return absl::InvalidArgumentError("stop: the model has no tokenizer; use stop_token_ids");
+  }
+  if (static_cast<int64_t>(r.stop_token_ids.size()) > options_.max_stop_token_ids) {
+    return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: at most ",
+                                                   options_.max_stop_token_ids, " ids, got ",
+                                                   r.stop_token_ids.size()));
+  }
+  for (int32_t id : r.stop_token_ids) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("stop_token_ids: ", id,
+                                                     " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  if (r.logprobs > options_.max_logprobs) {
+    return absl::InvalidArgumentError(absl::StrCat("logprobs: at most ", options_.max_logprobs,
+                                                   ", got ", r.logprobs));
+  }
+  const int64_t streams = config.num_hidden_layers * config.num_heads;
+  const int64_t blocks = (prompt + r.max_new_tokens + backend_->page_size() - 1) / backend_->page_size();
+  if (blocks * streams > blocks_.num_pages_total()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_new_tokens: prompt + max_new_tokens = ", prompt + r.max_new_tokens,
+        " tokens need ", blocks * streams, " KV pages, more than the pool's ",
+        blocks_.num_pages_total()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Add(uint64_t id, GenerationRequest request, std::shared_ptr<RequestSink> sink) {
+  if (!healthy_) return absl::UnavailableError("engine failed; not accepting requests");
+  if (absl::Status s = Validate(request); !s.ok()) return s;
+  FOXSERVE_CHECK(sequences_.count(id) == 0) << "duplicate request id " << id;
+  const models::FoxConfig& c = backend_->config();
+  auto kv = backend_->NewSequenceState(static_cast<int64_t>(request.prompt.size()) +
+                                       request.max_new_tokens);
+  std::unique_ptr<models::IncrementalDecoder> decoder;
+  if (tokenizer_ != nullptr) decoder = tokenizer_->NewIncrementalDecoder(request.prompt);
+  auto seq = std::make_unique<Sequence>(id, std::move(request), std::move(sink), std::move(kv),
+                                        std::move(decoder), c.num_hidden_layers, c.num_heads);
+  scheduler_.AddWaiting(seq.get());
+  sequences_.emplace(id, std::move(seq));
+  return absl::OkStatus();
+}
+
+void Engine::Abort(uint64_t id, const absl::Status& status) {
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return;
+  Finish(it->second.get(), FinishReason::kCancelled, status, RequestOutput());
+}
+
+void Engine::AbortAll(const absl::Status& status) {
+  while (!sequences_.empty()) {
+    Finish(sequences_.begin()->second.get(), FinishReason::kCancelled, status, RequestOutput());
+  }
+}
+
+void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, RequestOutput output) {
+  output.finish_reason = reason;
+  output.status = std::move(status);
+  output.prompt_tokens = seq->num_prompt_tokens;
+  output.completion_tokens = seq->num_generated();
+  output.acp_blocks_computed = seq->acp.total_computed();
+  output.acp_blocks_skipped = seq->acp.total_skipped();
+  // Observer first: a client that sees its request end must find it in the metrics.
+  if (observer_ != nullptr) {
+    FinishedRequestStats stats;
+    stats.reason = reason;
+    stats.prompt_tokens = seq->num_prompt_tokens;
+    stats.generated_tokens = seq->num_generated();
+    stats.seconds = SecondsBetween(seq->request.arrival, Clock::now());
+    observer_->OnRequestFinished(stats);
+  }
+  if (seq->sink != nullptr) seq->sink->OnOutput(std::move(output));
+  scheduler_.Remove(seq);
+  sequences_.erase(seq->id);
+}
+
+void Engine::Advance(Sequence* seq, absl::Span<float> logits) {
+  for (float l : logits) {
+    if (!std::isfinite(l)) {
+      Finish(seq, FinishReason::kError,
+             absl::InternalError("the model produced non-finite logits for this request"),
+             RequestOutput());
+      return;
+    }
+  }
+  // Log probabilities come from the raw logits: the sampler applies penalties in place.
+  std::vector<float> raw;
+  if (seq->request.logprobs >= 0) raw.assign(logits.begin(), logits.end());
+  const int32_t id = seq->sampler.Sample(logits);
+  GeneratedToken token;
+  token.id = id;
+  if (seq->request.logprobs >= 0) FillLogprobs(raw, id, seq->request.logprobs, &token);
+  const Clock::time_point now = Clock::now();
+  if (observer_ != nullptr) {
+    if (!seq->first_token_time) {
+      observer_->OnFirstToken(SecondsBetween(seq->request.arrival, now));
+    } else {
+      observer_->OnInterTokenLatency(SecondsBetween(seq->last_token_time, now));
+    }
+  }
+  if (!seq->first_token_time) seq->first_token_time = now;
+  seq->last_token_time = now;
+  seq->tokens.push_back(id);
+
+  const models::FoxConfig& config = backend_->config();
+  FinishReason reason = FinishReason::kNone;
+  const auto& eos = config.eos_token_ids;
+  if (!seq->request.ignore_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
+    reason = FinishReason::kEos;
+  } else if (std::find(seq->request.stop_token_ids.begin(), seq->request.stop_token_ids.end(),
+                       id) != seq->request.stop_token_ids.end()) {
+    reason = FinishReason::kStop;
+  }
+  RequestOutput output;
+  output.tokens.push_back(std::move(token));
+  if (seq->decoder != nullptr) {
+    bool stopped = false;
+    // The text of an EOS or stop token is not returned.
+    if (reason == FinishReason::kNone) output.text = seq->stop_strings.Add(seq->decoder->Push(id), &stopped);
+    if (stopped) reason = FinishReason::kStop;
+    if (reason == FinishReason::kNone && seq->num_generated() >= seq->request.max_new_tokens) {
+      reason = FinishReason::kLength;
+    }
+    if (reason != FinishReason::kNone && !stopped) {
+      output.text += seq->stop_strings.Add(seq->decoder->Flush(), &stopped);
+      if (stopped) {
+        reason = FinishReason::kStop;
+      } else {
+        output.text += seq->stop_strings.Flush();
+      }
+    }
+  } else if (reason == FinishReason::kNone && seq->num_generated() >= seq->request.max_new_tokens) {
+    reason = FinishReason::kLength;
+  }
+  if (reason != FinishReason::kNone) {
+    Finish(seq, reason, absl::OkStatus(), std::move(output));
+  } else if (seq->sink != nullptr) {
+    seq->sink->OnOutput(std::move(output));
+  }
+}
+
+absl::Status Engine::Step(const std::function<void()>& before_outputs) {
+  const Clock::time_point start = Clock::now();
+  const models::FoxConfig& config = backend_->config();
+  const int64_t L = config.num_hidden_layers, H = config.num_heads;
+  ScheduleResult plan = scheduler_.Schedule();
+  StepStats stats;
+  stats.num_layers = L;
+  stats.num_heads = H;
+  stats.num_preempted = static_cast<int64_t>(plan.preempted.size());
+  stats.num_batched_tokens = plan.num_batched_tokens;
+
+  std::vector<models::ForwardItem> items;
+  std::vector<AcpPhase> phases;
+  step_counters_.resize(plan.chunks.size());
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& chunk = plan.chunks[i];
+    Sequence* seq = chunk.sequence;
+    step_counters_[i] = models::AcpCounters(L, H);
+    const bool decode = chunk.num_tokens == 1 && seq->num_computed() == seq->num_tokens() - 1 &&
+                        seq->num_generated() > 0;
+    phases.push_back(decode ? AcpPhase::kDecode : AcpPhase::kPrefill);
+    (decode ? stats.num_decode_tokens : stats.num_prefill_tokens) += chunk.num_tokens;
+    models::ForwardItem item;
+    item.state = seq->kv.get();
+    item.tokens = absl::MakeConstSpan(seq->tokens).subspan(seq->num_computed(), chunk.num_tokens);
+    item.all_logits = false;
+    item.acp_counters = &step_counters_[i];
+    items.push_back(item);
+  }
+
+  absl::Status status = absl::OkStatus();
+  if (!items.empty()) {
+    status = backend_->Forward(items, &logits_);
+    if (!status.ok()) {
+      healthy_ = false;
+      AbortAll(absl::UnavailableError(
+          absl::StrCat("engine failure; the server cannot serve: ", status.message())));
+    } else {
+      stats.acp_computed.assign(2 * L * H, 0);
+      stats.acp_skipped.assign(2 * L * H, 0);
+      for (size_t i = 0; i < plan.chunks.size(); ++i) {
+        const models::AcpCounters& c = step_counters_[i];
+        plan.chunks[i].sequence->acp.Add(c);
+        const size_t base = static_cast<size_t>(phases[i]) * L * H;
+        for (int64_t j = 0; j < L * H; ++j) {
+          stats.acp_computed[base + j] += c.computed[j];
+          stats.acp_skipped[base + j] += c.skipped[j];
+        }
+      }
+    }
+  }
+  // Reported before outputs go out, so that a client that got its tokens finds them counted.
+  stats.num_running = num_running();
+  stats.num_waiting = num_waiting();
+  stats.kv_pages_used = blocks_.num_pages_used();
+  stats.kv_pages_total = blocks_.num_pages_total();
+  stats.seconds = SecondsBetween(start, Clock::now());
+  if (observer_ != nullptr) observer_->OnStep(stats);
+  if (before_outputs) before_outputs();
+  if (status.ok()) {
+    const int64_t V = config.vocab_size;
+    for (size_t i = 0; i < plan.chunks.size(); ++i) {
+      Sequence* seq = plan.chunks[i].sequence;
+      if (seq->num_to_compute() > 0) continue;  // prefill continues next step
+      Advance(seq, absl::MakeSpan(logits_).subspan(i * V, V));
+    }
+  }
+  return status;
+}
+
+}  // namespace engine
+}  // namespace foxserve

@@ -1,0 +1,89 @@
+// The single-threaded engine core: owns the sequences, runs the scheduler and the backend, samples,
+// detokenizes, checks stop conditions and streams outputs to each request's sink.
+//
+// Thread-safety: none. ThreadedEngine runs it on one thread; tests may drive Step() directly.
+#ifndef FOXSERVE_ENGINE_ENGINE_H_
+#define FOXSERVE_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/engine_observer.h"
+#include "engine/kv_block_manager.h"
+#include "engine/model_backend.h"
+#include "engine/request.h"
+#include "engine/scheduler.h"
+#include "engine/sequence.h"
+#include "models/tokenizer.h"
+
+namespace foxserve {
+namespace engine {
+
+struct EngineOptions {
+  SchedulerConfig scheduler;
+  int64_t max_model_len = 4096;  // prompt + generated tokens
+  int32_t max_logprobs = 20;
+  int32_t max_stop_strings = 16;
+  int32_t max_stop_string_bytes = 256;
+  int32_t max_stop_token_ids = 64;
+};
+
+class Engine {
+ public:
+  // All pointers are borrowed; tokenizer and observer may be null.
+  Engine(ModelBackend* backend, const models::Tokenizer* tokenizer, const EngineOptions& options,
+         EngineObserver* observer);
+  ~Engine();
+
+  // Checks what depends on the model and the engine limits; InvalidArgument naming the field.
+  // Thread-safe (reads immutable configuration only).
+  absl::Status Validate(const GenerationRequest& request) const;
+
+  // Validates and queues under `id` (unique, chosen by the caller).
+  absl::Status Add(uint64_t id, GenerationRequest request, std::shared_ptr<RequestSink> sink);
+  // Finishes the request with kCancelled and `status` if it is still in the engine.
+  void Abort(uint64_t id, const absl::Status& status);
+  // Finishes every request with kCancelled and `status`.
+  void AbortAll(const absl::Status& status);
+
+  bool has_work() const { return !sequences_.empty(); }
+  int64_t num_sequences() const { return static_cast<int64_t>(sequences_.size()); }
+  int64_t num_running() const { return scheduler_.running().size(); }
+  int64_t num_waiting() const { return scheduler_.waiting().size(); }
+  const KvBlockManager& blocks() const { return blocks_; }
+  const EngineOptions& options() const { return options_; }
+  // False once a forward pass failed: every request was failed and no new one is accepted.
+  bool healthy() const { return healthy_; }
+
+  // One iteration: schedule, forward, sample, stream. Returns the backend's error, if any, after
+  // failing every request with UNAVAILABLE. `before_outputs`, when set, runs once the batch has
+  // been scheduled and computed and before any output reaches a sink (ThreadedEngine refreshes
+  // its snapshots there, so a client that sees a token also sees the queue that produced it).
+  absl::Status Step(const std::function<void()>& before_outputs = nullptr);
+
+ private:
+  void Finish(Sequence* seq, FinishReason reason, absl::Status status, RequestOutput output);
+  // Samples the next token of a sequence whose prefill is complete and streams it.
+  void Advance(Sequence* seq, absl::Span<float> logits);
+
+  ModelBackend* backend_;
+  const models::Tokenizer* tokenizer_;
+  EngineOptions options_;
+  EngineObserver* observer_;
+  KvBlockManager blocks_;
+  Scheduler scheduler_;
+  std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;
+  bool healthy_ = true;
+  std::vector<float> logits_;
+  std::vector<models::AcpCounters> step_counters_;
+};
+
+}  // namespace engine
+}  // namespace foxserve
+
+#endif  // FOXSERVE_ENGINE_ENGINE_H_

@@ -1,0 +1,345 @@
+// The engine core driven step by step on the golden CPU models: continuous batching, preemption,
+// seeded sampling, stop conditions, validation, and no leaked pages.
+#include "engine/engine.h"
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/sequence_runner.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/engine/golden_data.h"
+#include "tests/support/test_support.h"
+
+namespace foxserve {
+namespace testing {
+namespace {
+
+using engine::Engine;
+using engine::EngineOptions;
+using engine::FinishReason;
+using engine::GenerationRequest;
+using engine::RequestOutput;
+
+// Collects what a request streams.
+class CollectingSink : public engine::RequestSink {
+ public:
+  void OnOutput(RequestOutput output) override {
+    ASSERT_FALSE(finished_) << "output after the final one";
+    for (const auto& t : output.tokens) tokens.push_back(t.id);
+    for (const auto& t : output.tokens) logprobs.push_back(t);
+    text += output.text;
+    if (output.finished()) {
+      finished_ = true;
+      last = output;
+    }
+  }
+  bool finished() const { return finished_; }
+  std::vector<int32_t> tokens;
+  std::vector<engine::GeneratedToken> logprobs;
+  std::string text;
+  RequestOutput last;
+
+ private:
+  bool finished_ = false;
+};
+
+class CountingObserver : public engine::EngineObserver {
+ public:
+  void OnStep(const engine::StepStats& s) override {
+    preempted += s.num_preempted;
+    max_running = std::max(max_running, s.num_running);
+    ++steps;
+  }
+  int64_t preempted = 0, max_running = 0, steps = 0;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    golden_ = LoadGolden("fox-pro-tiny");
+    backend_ = LoadBackend(golden_.model_dir, /*acp=*/true, /*num_pages=*/4096);
+  }
+
+  std::unique_ptr<Engine> MakeEngine(int64_t max_batch_tokens = 256, int64_t max_seqs = 16) {
+    EngineOptions o;
+    o.scheduler.max_batch_tokens = max_batch_tokens;
+    o.scheduler.max_num_seqs = max_seqs;
+    o.max_model_len = 1024;
+    return std::make_unique<Engine>(backend_.get(), nullptr, o, &observer_);
+  }
+
+  // Tokens of a request run alone, straight through a SequenceRunner (the CLI's path).
+  std::vector<int32_t> Alone(const GenerationRequest& r) {
+    engine::KvBlockManager blocks(backend_->num_pages());
+    engine::SequenceRunner runner(backend_.get(), &blocks,
+                                  r.prompt.size() + r.max_new_tokens);
+    engine::Sampler sampler(r.sampling, r.prompt);
+    engine::GenerateOptions options;
+    options.max_new_tokens = r.max_new_tokens;
+    options.stop_at_eos = false;
+    auto tokens = engine::GenerateTokens(runner, r.prompt, options, sampler, {});
+    EXPECT_TRUE(tokens.ok());
+    return *tokens;
+  }
+
+  void RunToCompletion(Engine& e) {
+    for (int i = 0; i < 100000 && e.has_work(); ++i) ASSERT_TRUE(e.Step().ok());
+    ASSERT_FALSE(e.has_work());
+  }
+
+  GenerationRequest Request(int64_t prompt_len, int64_t max_new, uint32_t seed, bool sampled) {
+    std::mt19937 rng(seed);
+    GenerationRequest r;
+    for (int64_t i = 0; i < prompt_len; ++i) r.prompt.push_back(2 + rng() % 500);
+    r.max_new_tokens = max_new;
+    r.ignore_eos = true;
+    if (sampled) {
+      r.sampling.temperature = 0.8f;
+      r.sampling.top_p = 0.95f;
+      r.sampling.seed = seed;
+    }
+    return r;
+  }
+
+  GoldenData golden_;
+  std::unique_ptr<engine::CpuBackend> backend_;
+  CountingObserver observer_;
+};
+
+TEST_F(EngineTest, GreedyMatchesTheReference) {
+  auto e = MakeEngine();
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (int64_t b = 0; b < golden_.batch; ++b) {
+    GenerationRequest r;
+    r.prompt = golden_.input_ids[b];
+    r.max_new_tokens = static_cast<int64_t>(golden_.greedy_tokens[b].size());
+    r.ignore_eos = true;
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(e->Add(b + 1, r, sinks.back()).ok());
+  }
+  RunToCompletion(*e);
+  for (int64_t b = 0; b < golden_.batch; ++b) {
+    EXPECT_EQ(sinks[b]->tokens, golden_.greedy_tokens[b]);
+    EXPECT_EQ(sinks[b]->last.finish_reason, FinishReason::kLength);
+    EXPECT_EQ(sinks[b]->last.prompt_tokens, golden_.tokens);
+    EXPECT_EQ(sinks[b]->last.completion_tokens, 16);
+    EXPECT_GT(sinks[b]->last.acp_blocks_computed, 0u);
+  }
+}
+
+// Same seed, same tokens: alone versus inside a batch of 12 mixed requests, greedy and sampled,
+// with prompts long enough that prefills are chunked by the token budget.
+TEST_F(EngineTest, BatchedRequestsEqualTheirSoloRuns) {
+  auto e = MakeEngine(/*max_batch_tokens=*/96, /*max_seqs=*/8);
+  std::vector<GenerationRequest> requests;
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (int i = 0; i < 12; ++i) {
+    requests.push_back(Request(5 + 37 * i % 150, 6 + i % 9, 100 + i, /*sampled=*/i % 3 != 0));
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(e->Add(i + 1, requests.back(), sinks.back()).ok());
+  }
+  RunToCompletion(*e);
+  EXPECT_GT(observer_.max_running, 4);
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_TRUE(sinks[i]->finished());
+    EXPECT_EQ(sinks[i]->tokens, Alone(requests[i])) << "request " << i;
+  }
+  EXPECT_EQ(e->blocks().num_pages_free(), e->blocks().num_pages_total());
+}
+
+// A pool too small for all requests at once: the scheduler preempts, recomputes, and every
+// request still gets exactly the tokens it gets alone.
+TEST_F(EngineTest, PreemptedRequestsProduceTheSameTokens) {
+  backend_ = LoadBackend(golden_.model_dir, true, /*num_pages=*/4 * 5);  // 5 blocks per stream
+  auto e = MakeEngine(/*max_batch_tokens=*/128, /*max_seqs=*/8);
+  std::vector<GenerationRequest> requests;
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  for (int i = 0; i < 6; ++i) {
+    requests.push_back(Request(40 + 10 * i, 60, 7 + i, i % 2 == 1));
+    sinks.push_back(std::make_shared<CollectingSink>());
+    ASSERT_TRUE(e->Add(i + 1, requests.back(), sinks.back()).ok());
+  }
+  RunToCompletion(*e);
+  EXPECT_GT(observer_.preempted, 0);
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(sinks[i]->tokens, Alone(requests[i])) << "request " << i;
+  }
+  EXPECT_EQ(e->blocks().num_pages_free(), e->blocks().num_pages_total());
+}
+
+TEST_F(EngineTest, StopTokenIdsEosAndLength) {
+  auto e = MakeEngine();
+  // Greedy row 0 produces golden_.greedy_tokens[0]; stop at its 5th token.
+  GenerationRequest stop;
+  stop.prompt = golden_.input_ids[0];
+  stop.max_new_tokens = 16;
+  stop.ignore_eos = true;
+  stop.stop_token_ids = {golden_.greedy_tokens[0][4]};
+  auto stop_sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Add(1, stop, stop_sink).ok());
+  // The same prompt with max_new_tokens 3 finishes by length.
+  GenerationRequest length = stop;
+  length.stop_token_ids.clear();
+  length.max_new_tokens = 3;
+  length.ignore_eos = false;
+  auto length_sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Add(2, length, length_sink).ok());
+  RunToCompletion(*e);
+  const auto& g = golden_.greedy_tokens[0];
+  const size_t first_stop = std::find(g.begin(), g.end(), g[4]) - g.begin();
+  EXPECT_EQ(stop_sink->tokens, std::vector<int32_t>(g.begin(), g.begin() + first_stop + 1));
+  EXPECT_EQ(stop_sink->last.finish_reason, FinishReason::kStop);
+  EXPECT_EQ(length_sink->tokens, std::vector<int32_t>(g.begin(), g.begin() + 3));
+  EXPECT_EQ(length_sink->last.finish_reason, FinishReason::kLength);
+}
+
+TEST_F(EngineTest, EosFinishesUnlessIgnored) {
+  // The same model with its EOS set to the first token greedy decoding produces for row 0.
+  ScratchDir dir;
+  auto config = nlohmann::json::parse(ReadFileOrDie(golden_.model_dir + "/config.json"));
+  config["eos_token_id"] = golden_.greedy_tokens[0][0];
+  WriteFileOrDie(dir.File("config.json"), config.dump());
+  WriteFileOrDie(dir.File("model.safetensors"), ReadFileOrDie(golden_.model_dir + "/model.safetensors"));
+  backend_ = LoadBackend(dir.path(), true);
+  auto e = MakeEngine();
+  GenerationRequest r;
+  r.prompt = golden_.input_ids[0];
+  r.max_new_tokens = 16;
+  auto stops = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Add(1, r, stops).ok());
+  r.ignore_eos = true;
+  auto ignores = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Add(2, r, ignores).ok());
+  RunToCompletion(*e);
+  EXPECT_EQ(stops->tokens, std::vector<int32_t>{golden_.greedy_tokens[0][0]});
+  EXPECT_EQ(stops->last.finish_reason, FinishReason::kEos);
+  EXPECT_EQ(ignores->tokens, golden_.greedy_tokens[0]);
+  EXPECT_EQ(ignores->last.finish_reason, FinishReason::kLength);
+}
+
+TEST_F(EngineTest, LogprobsAreTheModelsLogSoftmax) {
+  auto e = MakeEngine();
+  GenerationRequest r;
+  r.prompt = golden_.input_ids[0];
+  r.max_new_tokens = 1;
+  r.logprobs = 3;
+  auto sink = std::make_shared<CollectingSink>();
+  ASSERT_TRUE(e->Add(1, r, sink).ok());
+  RunToCompletion(*e);
+  ASSERT_EQ(sink->logprobs.size(), 1u);
+  // Independent: the golden logits of the last prompt position.
+  const float* row = golden_.logits[0].data() + (golden_.tokens - 1) * golden_.vocab;
+  double z = 0;
+  double max_logit = *std::max_element(row, row + golden_.vocab);
+  for (int64_t v = 0; v < golden_.vocab; ++v) z += std::exp(row[v] - max_logit);
+  const auto& t = sink->logprobs[0];
+  EXPECT_EQ(t.id, golden_.greedy_tokens[0][0]);
+  EXPECT_NEAR(t.chosen.logprob, row[t.id] - max_logit - std::log(z), 1e-4);
+  ASSERT_EQ(t.top.size(), 3u);
+  EXPECT_EQ(t.top[0].token, t.id);  // greedy picks the most likely
+  EXPECT_GE(t.top[0].logprob, t.top[1].logprob);
+  EXPECT_GE(t.top[1].logprob, t.top[2].logprob);
+}
+
+TEST_F(EngineTest, ValidationNamesTheField) {
+  auto e = MakeEngine();
+  auto check = [&](GenerationRequest r, const std::string& field) {
+    const absl::Status s = e->Validate(r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_EQ(s.message().substr(0, field.size()), field) << s.message();
+  };
+  GenerationRequest ok = Request(10, 5, 1, false);
+  EXPECT_TRUE(e->Validate(ok).ok());
+  GenerationRequest r = ok;
+  r.prompt.clear();
+  check(r, "prompt");
+  r = ok;
+  r.prompt.assign(1024, 3);
+  check(r, "prompt");
+  r = ok;
+  r.prompt[3] = 512;
+  check(r, "prompt");
+  r = ok;
+  r.prompt[3] = -1;
+  check(r, "prompt");
+  r = ok;
+  r.max_new_tokens = 0;
+  check(r, "max_new_tokens");
+  r = ok;
+  r.max_new_tokens = 1015;  // 10 + 1015 > 1024
+  check(r, "max_new_tokens");
+  r = ok;
+  r.sampling.temperature = -1;
+  check(r, "temperature");
+  r = ok;
+  r.sampling.top_p = 0;
+  check(r, "top_p");
+  r = ok;
+  r.sampling.top_k = -3;
+  check(r, "top_k");
+  r = ok;
+  r.stop.assign(17, "x");
+  check(r, "stop");
+  r = ok;
+  r.stop = {""};
+  check(r, "stop");
+  r = ok;
+  r.stop_token_ids = {600};
+  check(r, "stop_token_ids");
+  r = ok;
+  r.stop_token_ids.assign(65, 2);
+  check(r, "stop_token_ids");
+  r = ok;
+  r.logprobs = 21;
+  check(r, "logprobs");
+}
+
+TEST_F(EngineTest, RequestsThatCanNeverFitTheKvPoolAreRefused) {
+  backend_ = LoadBackend(golden_.model_dir, true, /*num_pages=*/4 * 3);  // 3 blocks per stream
+  auto e = MakeEngine();
+  EXPECT_TRUE(e->Validate(Request(100, 92, 1, false)).ok());  // 192 tokens = 3 blocks
+  const absl::Status s = e->Validate(Request(100, 93, 1, false));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("KV pages"), std::string::npos) << s.message();
+}
+
+// Hundreds of random requests with random aborts: every page comes back.
+TEST_F(EngineTest, RandomRequestsWithAbortsLeakNothing) {
+  backend_ = LoadBackend(golden_.model_dir, true, /*num_pages=*/4 * 6);  // 384 tokens
+  auto e = MakeEngine(/*max_batch_tokens=*/64, /*max_seqs=*/6);
+  std::mt19937 rng(5);
+  std::vector<std::shared_ptr<CollectingSink>> sinks;
+  uint64_t next = 1;
+  int aborted = 0;
+  for (int step = 0; step < 1500; ++step) {
+    if (next <= 300 && rng() % 2 == 0) {
+      auto sink = std::make_shared<CollectingSink>();
+      ASSERT_TRUE(e->Add(next++, Request(1 + rng() % 60, 1 + rng() % 20, rng(), rng() % 2), sink).ok());
+      sinks.push_back(sink);
+    }
+    if (rng() % 5 == 0 && next > 1) {
+      // Mostly recent requests, which are still queued or running.
+      const uint64_t back = std::min<uint64_t>(next - 1, 1 + rng() % 8);
+      e->Abort(next - back, absl::CancelledError("test"));
+      ++aborted;
+    }
+    ASSERT_TRUE(e->Step().ok());
+  }
+  RunToCompletion(*e);
+  EXPECT_GT(next, 250u);
+  for (const auto& s : sinks) EXPECT_TRUE(s->finished());
+  int cancelled = 0;
+  for (const auto& s : sinks) cancelled += s->last.finish_reason == FinishReason::kCancelled;
+  EXPECT_GT(cancelled, 10);
+  EXPECT_EQ(e->blocks().num_pages_free(), e->blocks().num_pages_total());
+  EXPECT_GT(observer_.preempted, 0);
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace foxserve
