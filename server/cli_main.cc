@@ -6,6 +6,8 @@
 //
 // Common flags: --threads N, --acp on|off, --acp-log-eps X, --prefill-chunk N.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <cstring>
 #include <set>
 #include <iostream>
@@ -15,6 +17,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/cpu_backend.h"
@@ -39,6 +42,7 @@ constexpr char kUsage[] =
     "                        (--prompt TEXT | --input-ids 1,2,3) --max-new-tokens N\n"
     "                        [--temperature X] [--top-p P] [--top-k K] [--min-p M] [--seed S]\n"
     "                        [--ignore-eos] [--print-ids]\n"
+    "  foxserve-cli acp-report --model DIR --text-file FILE [--tokens N]\n"
     "common: --threads N  --acp on|off  --acp-log-eps X  --prefill-chunk N\n";
 
 const std::set<std::string> kCommonFlags = {"model", "threads", "acp", "acp-log-eps",
@@ -263,6 +267,56 @@ absl::StatusOr<int> RunGenerate(const std::vector<std::string>& args) {
   return 0;
 }
 
+// Prefills BOS + the first tokens of a text file with ACP on and prints, per layer and head, the
+// fraction of (query block, key block) tiles skipped, as a Markdown table.
+absl::Status RunAcpReport(const std::vector<std::string>& args) {
+  FOXSERVE_ASSIGN_OR_RETURN(CommandLine cl,
+                            CommandLine::Parse(args, With(kCommonFlags, {"text-file", "tokens"})));
+  FOXSERVE_ASSIGN_OR_RETURN(std::string model_dir, cl.Required("model"));
+  FOXSERVE_ASSIGN_OR_RETURN(std::string path, cl.Required("text-file"));
+  FOXSERVE_ASSIGN_OR_RETURN(int64_t tokens, cl.Int("tokens", 1024, 2, 1 << 22));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream text;
+  text << in.rdbuf();
+  FOXSERVE_ASSIGN_OR_RETURN(auto tokenizer, models::LoadTokenizer(model_dir));
+  std::vector<int32_t> ids;
+  if (tokenizer->bos_id()) ids.push_back(*tokenizer->bos_id());
+  FOXSERVE_ASSIGN_OR_RETURN(std::vector<int32_t> encoded, tokenizer->Encode(text.str()));
+  ids.insert(ids.end(), encoded.begin(), encoded.end());
+  if (static_cast<int64_t>(ids.size()) < tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " has only ", ids.size(), " tokens"));
+  }
+  ids.resize(tokens);
+  FOXSERVE_ASSIGN_OR_RETURN(auto backend, LoadBackend(cl, tokens));
+  engine::KvBlockManager blocks(backend->num_pages());
+  engine::SequenceRunner runner(backend.get(), &blocks, tokens);
+  FOXSERVE_RETURN_IF_ERROR(runner.Feed(ids, false).status());
+  const models::AcpCounters& c = runner.acp_counters();
+  const int64_t H = backend->config().num_heads, L = backend->config().num_hidden_layers;
+  std::cout << "| layer |";
+  for (int64_t h = 0; h < H; ++h) std::cout << " head " << h << " |";
+  std::cout << " layer |\n|---|";
+  for (int64_t h = 0; h <= H; ++h) std::cout << "---|";
+  std::cout << "\n";
+  for (int64_t l = 0; l < L; ++l) {
+    std::cout << "| " << l << " |";
+    uint64_t lc = 0, ls = 0;
+    for (int64_t h = 0; h < H; ++h) {
+      const uint64_t computed = c.computed[l * H + h], skipped = c.skipped[l * H + h];
+      lc += computed;
+      ls += skipped;
+      std::cout << absl::StrFormat(" %.1f%% |", 100.0 * skipped / (computed + skipped));
+    }
+    std::cout << absl::StrFormat(" %.1f%% |\n", 100.0 * ls / (lc + ls));
+  }
+  std::cout << absl::StrFormat("\nall layers: %.1f%% of %d tiles skipped (%d tokens, log eps %.3g)\n",
+                               100.0 * c.total_skipped() / (c.total_computed() + c.total_skipped()),
+                               c.total_computed() + c.total_skipped(), tokens,
+                               backend->acp().log_eps);
+  return absl::OkStatus();
+}
+
 int Main(int argc, char** argv) {
   if (argc < 2) {
     std::fputs(kUsage, stderr);
@@ -276,6 +330,9 @@ int Main(int argc, char** argv) {
     if (!status.ok()) exit_code = status;
   } else if (command == "generate") {
     exit_code = RunGenerate(args);
+  } else if (command == "acp-report") {
+    absl::Status status = RunAcpReport(args);
+    if (!status.ok()) exit_code = status;
   } else if (command == "--help" || command == "help" || command == "-h") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -3,6 +3,7 @@
 // SIGTERM or SIGINT drains: health turns NOT_SERVING, new requests get UNAVAILABLE, requests in
 // flight get up to --drain-timeout to finish, then the process exits 0.
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
                  kServerUsage);
     return 2;
   }
-  options->show_progress = true;
+  options->show_progress = isatty(STDERR_FILENO);  // a progress bar only on a terminal
   // Signals are taken by sigwait below: block them before any thread starts so that every thread
   // inherits the mask.
   sigset_t signals;

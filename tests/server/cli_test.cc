@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -131,6 +132,40 @@ TEST(CliTest, CorruptCheckpointFailsStartup) {
                             /*merge_stderr=*/true);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("model.safetensors"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace testing
+}  // namespace foxserve
+
+namespace foxserve {
+namespace testing {
+namespace {
+
+// The shipped model writes text in the corpus's style: most generated words are words of the
+// corpus (random weights would give fragments), and it keeps the play's speaker layout.
+TEST(CliTest, ShippedModelWritesShakespeare) {
+  const std::string model = SourceDir() + "/models/fox-pro-shakespeare";
+  const auto r = RunCommand(Cli("generate --model " + model +
+                                " --prompt ROMEO: --max-new-tokens 200 --temperature 0.8 "
+                                "--top-p 0.95 --seed 3 --ignore-eos"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_EQ(r.output.rfind("ROMEO:", 0), 0u) << r.output;
+  const std::string corpus = ReadFileOrDie(SourceDir() + "/models/corpus/tinyshakespeare.txt");
+  std::set<std::string> known;
+  for (absl::string_view w : absl::StrSplit(corpus, absl::ByAnyChar(" \n,.;:!?'-"), absl::SkipEmpty())) {
+    known.insert(std::string(w));
+  }
+  int words = 0, in_corpus = 0;
+  for (absl::string_view w : absl::StrSplit(r.output.substr(6), absl::ByAnyChar(" \n,.;:!?'-"),
+                                             absl::SkipEmpty())) {
+    ++words;
+    in_corpus += known.count(std::string(w));
+  }
+  std::printf("[ measured ] %d words, %d in the corpus\n", words, in_corpus);
+  EXPECT_GT(words, 60);
+  EXPECT_GT(in_corpus, words * 9 / 10) << r.output;
+  EXPECT_NE(r.output.find(":\n"), std::string::npos) << "no speaker line:\n" << r.output;
 }
 
 }  // namespace
