@@ -160,7 +160,9 @@ TEST_F(ServerTest, StreamingDeliversTokensAsTheyComeAndAFinalMessage) {
   }
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(ids, golden_.greedy[1]);
-  EXPECT_EQ(messages, 16);
+  // One message per token while the client keeps up; a backlog is merged into one message.
+  EXPECT_GT(messages, 1);
+  EXPECT_LE(messages, 16);
   EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_LENGTH);
   EXPECT_EQ(last.usage().completion_tokens(), 16u);
 }
