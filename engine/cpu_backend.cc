@@ -1,5 +1,6 @@
 #include "engine/cpu_backend.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -48,6 +49,14 @@ absl::Status CpuBackend::Forward(absl::Span<const models::ForwardItem> items,
   pool.num_pages = num_pages_;
   pool.layout = layout_;
   return model_->Forward(items, acp_, pool, logits);
+}
+
+void CpuBackend::PoisonPages(absl::Span<const int32_t> pages) {
+  const int64_t n = layout_.page_floats();
+  for (int32_t p : pages) {
+    std::fill(kv_storage_.get() + p * n, kv_storage_.get() + (p + 1) * n,
+              std::numeric_limits<float>::quiet_NaN());
+  }
 }
 
 }  // namespace engine

@@ -38,11 +38,15 @@ class CpuBackend : public ModelBackend {
   std::string name() const override { return "cpu"; }
   int32_t page_size() const override { return layout_.page_size; }
   int64_t num_pages() const override { return num_pages_; }
+  int64_t page_bytes() const override {
+    return layout_.page_floats() * static_cast<int64_t>(sizeof(float));
+  }
   const models::AcpOptions& acp() const override { return acp_; }
   const std::vector<double>& logit_bounds() const override { return model_->logit_bounds(); }
 
   absl::Status Forward(absl::Span<const models::ForwardItem> items,
                        std::vector<float>* logits) override;
+  void PoisonPages(absl::Span<const int32_t> pages) override;
 
  private:
   CpuBackend() = default;

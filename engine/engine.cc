@@ -61,9 +61,19 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
             c.page_size = backend->page_size();
             return c;
           }(),
-          &blocks_) {}
+          &blocks_) {
+  if (options_.poison_freed_pages) {
+    blocks_.set_free_hook([backend](absl::Span<const int32_t> pages) { backend->PoisonPages(pages); });
+  }
+}
 
 Engine::~Engine() { AbortAll(absl::CancelledError("engine destroyed")); }
+
+int64_t Engine::num_evicted_pages() const {
+  int64_t n = 0;
+  for (const auto& [id, seq] : sequences_) n += seq->kv->num_evicted_pages();
+  return n;
+}
 
 absl::Status Engine::Validate(const GenerationRequest& r) const {
   const models::FoxConfig& config = backend_->config();
@@ -284,6 +294,9 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
       for (size_t i = 0; i < plan.chunks.size(); ++i) {
         const models::AcpCounters& c = step_counters_[i];
         plan.chunks[i].sequence->acp.Add(c);
+        if (options_.evict_dead_pages) {
+          stats.num_evicted += EvictDeadPages(blocks_, *plan.chunks[i].sequence->kv);
+        }
         const size_t base = static_cast<size_t>(phases[i]) * L * H;
         for (int64_t j = 0; j < L * H; ++j) {
           stats.acp_computed[base + j] += c.computed[j];

@@ -31,6 +31,10 @@ struct EngineOptions {
   int32_t max_stop_strings = 16;
   int32_t max_stop_string_bytes = 256;
   int32_t max_stop_token_ids = 64;
+  // Free the pages of blocks that ACP has proved dead for every future query (issue 6).
+  bool evict_dead_pages = true;
+  // Overwrite freed pages with NaN (tests): any read of a freed page shows up in the output.
+  bool poison_freed_pages = false;
 };
 
 class Engine {
@@ -56,6 +60,9 @@ class Engine {
   int64_t num_running() const { return scheduler_.running().size(); }
   int64_t num_waiting() const { return scheduler_.waiting().size(); }
   const KvBlockManager& blocks() const { return blocks_; }
+  int64_t page_bytes() const { return backend_->page_bytes(); }
+  // Pages that ACP eviction has freed from the sequences in the engine.
+  int64_t num_evicted_pages() const;
   const EngineOptions& options() const { return options_; }
   // False once a forward pass failed: every request was failed and no new one is accepted.
   bool healthy() const { return healthy_; }

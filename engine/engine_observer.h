@@ -22,6 +22,7 @@ struct StepStats {
   int64_t num_preempted = 0;
   int64_t kv_pages_used = 0;
   int64_t kv_pages_total = 0;
+  int64_t num_evicted = 0;  // pages ACP eviction freed in this step
   double seconds = 0;  // wall time of the step
   // ACP blocks of this step: [phase][layer][head], phase as AcpPhase.
   int64_t num_layers = 0;

@@ -1,5 +1,7 @@
 #include "engine/kv_block_manager.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
 
@@ -31,6 +33,7 @@ absl::Status KvBlockManager::Allocate(int64_t count, std::vector<int32_t>* pages
 }
 
 void KvBlockManager::Free(absl::Span<const int32_t> pages) {
+  if (free_hook_ && !pages.empty()) free_hook_(pages);
   for (int32_t p : pages) {
     FOXSERVE_CHECK(p >= 0 && p < num_pages_total_ && allocated_[p])
         << "freeing page " << p << " that is not allocated";
@@ -61,12 +64,29 @@ absl::Status ReservePages(KvBlockManager& manager, models::SequenceKvState& stat
 }
 
 void ReleasePages(KvBlockManager& manager, models::SequenceKvState& state) {
+  std::vector<int32_t> held;
   for (models::KvStream& stream : state.streams) {
     for (int32_t p : stream.pages) {
-      if (p != kernels::kEvictedPage) manager.Free({p});
+      if (p != kernels::kEvictedPage) held.push_back(p);
     }
     stream.pages.clear();
+    stream.num_evicted = 0;
   }
+  manager.Free(held);
+}
+
+int64_t EvictDeadPages(KvBlockManager& manager, models::SequenceKvState& state) {
+  std::vector<int32_t> dead;
+  for (models::KvStream& stream : state.streams) {
+    const int64_t upto = std::min<int64_t>(stream.first_live_block, stream.pages.size());
+    for (int64_t b = stream.num_evicted; b < upto; ++b) {
+      if (stream.pages[b] != kernels::kEvictedPage) dead.push_back(stream.pages[b]);
+      stream.pages[b] = kernels::kEvictedPage;
+    }
+    stream.num_evicted = std::max(stream.num_evicted, upto);
+  }
+  manager.Free(dead);
+  return static_cast<int64_t>(dead.size());
 }
 
 }  // namespace engine

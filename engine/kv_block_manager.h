@@ -7,6 +7,7 @@
 #define FOXSERVE_ENGINE_KV_BLOCK_MANAGER_H_
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -30,10 +31,15 @@ class KvBlockManager {
   // error (checked).
   void Free(absl::Span<const int32_t> pages);
 
+  // Called with every batch of freed pages, before they can be handed out again (the backend
+  // poisons them in tests, so that a read of a freed page shows up as NaN).
+  void set_free_hook(std::function<void(absl::Span<const int32_t>)> hook) { free_hook_ = std::move(hook); }
+
  private:
   int64_t num_pages_total_;
   std::vector<int32_t> free_;     // a stack: recently freed pages are reused first (warm caches)
   std::vector<bool> allocated_;  // [num_pages_total]
+  std::function<void(absl::Span<const int32_t>)> free_hook_;
 };
 
 // Pages a sequence needs beyond those it holds to cover `total_tokens` tokens.
@@ -45,6 +51,12 @@ absl::Status ReservePages(KvBlockManager& manager, models::SequenceKvState& stat
 
 // Returns every page `state` holds and empties its block tables.
 void ReleasePages(KvBlockManager& manager, models::SequenceKvState& state);
+
+// ACP eviction: frees the pages of blocks that every stream's pointer (first_live_block) has
+// passed, i.e. blocks no future query of the request can attend to with more than eps total
+// weight (FOX.md section 3). Per stream, so one head's dead pages go while others keep theirs.
+// Returns the number of pages freed.
+int64_t EvictDeadPages(KvBlockManager& manager, models::SequenceKvState& state);
 
 }  // namespace engine
 }  // namespace foxserve

@@ -28,6 +28,7 @@ class ModelBackend {
   virtual std::string name() const = 0;  // "cpu", "cuda"
   virtual int32_t page_size() const = 0;
   virtual int64_t num_pages() const = 0;
+  virtual int64_t page_bytes() const = 0;  // device memory of one page
   virtual const models::AcpOptions& acp() const = 0;
   // [layer][head] bound U used by ACP (models/acp_bounds.h).
   virtual const std::vector<double>& logit_bounds() const = 0;
@@ -38,6 +39,10 @@ class ModelBackend {
     return std::make_unique<models::SequenceKvState>(c.num_hidden_layers, c.num_heads,
                                                      c.hidden_size, max_total_tokens);
   }
+
+  // Debug aid: overwrites the pages with NaN, so that a later read of a freed page poisons the
+  // output instead of passing unnoticed.
+  virtual void PoisonPages(absl::Span<const int32_t> pages) = 0;
 
   // Runs the items; logits as in models::FoxModel::Forward.
   virtual absl::Status Forward(absl::Span<const models::ForwardItem> items,

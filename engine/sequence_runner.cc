@@ -32,6 +32,7 @@ absl::StatusOr<std::vector<float>> SequenceRunner::Feed(absl::Span<const int32_t
     item.all_logits = all_logits;
     item.acp_counters = &acp_counters_;
     FOXSERVE_RETURN_IF_ERROR(backend_->Forward({item}, &chunk_logits));
+    if (evict_dead_pages_) EvictDeadPages(*blocks_, *state_);
     if (all_logits || end == n) out.insert(out.end(), chunk_logits.begin(), chunk_logits.end());
   }
   return out;

@@ -30,6 +30,9 @@ class SequenceRunner {
                                           int64_t chunk_size = 0);
 
   const models::SequenceKvState& state() const { return *state_; }
+  // Frees ACP-dead pages after every chunk, as the engine does (off by default).
+  void set_evict_dead_pages(bool evict) { evict_dead_pages_ = evict; }
+  int64_t num_evicted_pages() const { return state_->num_evicted_pages(); }
   const models::AcpCounters& acp_counters() const { return acp_counters_; }
 
  private:
@@ -37,6 +40,7 @@ class SequenceRunner {
   KvBlockManager* blocks_;
   std::unique_ptr<models::SequenceKvState> state_;
   models::AcpCounters acp_counters_;
+  bool evict_dead_pages_ = false;
 };
 
 struct GenerateOptions {

@@ -10,7 +10,8 @@ namespace engine {
 ThreadedEngine::ThreadedEngine(std::unique_ptr<Engine> engine, int64_t max_queued)
     : engine_(std::move(engine)),
       max_queued_(max_queued),
-      kv_pages_total_(engine_->blocks().num_pages_total()) {
+      kv_pages_total_(engine_->blocks().num_pages_total()),
+      kv_page_bytes_(engine_->page_bytes()) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -68,6 +69,7 @@ void ThreadedEngine::Publish() {
   waiting_.store(engine_->num_waiting());
   running_.store(engine_->num_running());
   kv_pages_used_.store(engine_->blocks().num_pages_used());
+  kv_pages_evicted_.store(engine_->num_evicted_pages());
   healthy_.store(engine_->healthy());
 }
 

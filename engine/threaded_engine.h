@@ -47,6 +47,9 @@ class ThreadedEngine {
   int64_t num_running() const { return running_.load(); }
   int64_t kv_pages_used() const { return kv_pages_used_.load(); }
   int64_t kv_pages_total() const { return kv_pages_total_; }
+  // Pages that ACP eviction has freed from the requests in flight.
+  int64_t kv_pages_evicted() const { return kv_pages_evicted_.load(); }
+  int64_t kv_page_bytes() const { return kv_page_bytes_; }
   // Immutable after construction; safe from any thread.
   const Engine& engine() const { return *engine_; }
 
@@ -62,6 +65,7 @@ class ThreadedEngine {
   std::unique_ptr<Engine> engine_;
   const int64_t max_queued_;
   const int64_t kv_pages_total_;
+  const int64_t kv_page_bytes_;
 
   std::mutex mu_;
   std::condition_variable wake_;     // engine thread: work arrived
@@ -78,6 +82,7 @@ class ThreadedEngine {
   std::atomic<int64_t> waiting_{0};
   std::atomic<int64_t> running_{0};
   std::atomic<int64_t> kv_pages_used_{0};
+  std::atomic<int64_t> kv_pages_evicted_{0};
   std::thread thread_;
 };
 

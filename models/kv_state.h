@@ -21,6 +21,9 @@ struct KvStream {
   // ACP: blocks before it are dead for every future query of the request (threshold fixed per
   // request: U valid for all queries, L = the request's maximum length). Only moves forward.
   int64_t first_live_block = 0;
+  // Blocks [0, num_evicted) have had their pages freed (pages[b] == kEvictedPage); always
+  // <= first_live_block.
+  int64_t num_evicted = 0;
   double c_now = 0.0;       // absolute c of the last written token
   float max_key_norm = 0;  // largest |k| written, for the per-step bound without qk-norm
 
@@ -56,8 +59,15 @@ struct SequenceKvState {
   const KvStream& stream(int64_t layer, int64_t head) const {
     return streams[layer * num_heads + head];
   }
-  // Pages every stream holds (all streams of a sequence cover the same token range).
+  // Block-table length of every stream (all streams of a sequence cover the same token range;
+  // evicted blocks keep their slot).
   int64_t num_blocks() const { return streams.empty() ? 0 : streams[0].pages.size(); }
+  // Pages freed by ACP eviction, over all streams.
+  int64_t num_evicted_pages() const {
+    int64_t n = 0;
+    for (const KvStream& s : streams) n += s.num_evicted;
+    return n;
+  }
 
   int64_t num_layers;
   int64_t num_heads;

@@ -55,6 +55,9 @@ class ServerMetrics::EngineGauges : public prometheus::Collectable {
         Gauge("foxserve_kv_blocks_total", "KV cache pages in the pool.", total),
         Gauge("foxserve_kv_usage_ratio", "Fraction of KV cache pages in use.",
               total > 0 ? used / total : 0.0),
+        Gauge("foxserve_kv_bytes_saved",
+              "KV cache bytes that requests in flight would hold without ACP eviction.",
+              static_cast<double>(engine_->kv_pages_evicted()) * engine_->kv_page_bytes()),
         Gauge("foxserve_engine_healthy", "1 while the engine can serve.", engine_->healthy()),
         Gauge("foxserve_accepting_requests", "0 once draining has begun.", engine_->accepting()),
     };
@@ -116,6 +119,11 @@ ServerMetrics::ServerMetrics(int64_t num_layers, int64_t num_heads, bool per_hea
                 .Help("Engine iterations that ran a batch.")
                 .Register(*registry_)
                 .Add({});
+  evicted_ = &BuildCounter()
+                  .Name("foxserve_acp_evicted_blocks_total")
+                  .Help("KV pages freed by ACP eviction: blocks dead for every future query.")
+                  .Register(*registry_)
+                  .Add({});
   auto& computed = BuildCounter()
                        .Name("foxserve_acp_blocks_computed_total")
                        .Help("Attention (query block, key block) tiles computed, by layer and phase.")
@@ -213,6 +221,7 @@ void ServerMetrics::OnStep(const engine::StepStats& stats) {
     step_duration_->Observe(stats.seconds);
   }
   preemptions_->Increment(static_cast<double>(stats.num_preempted));
+  evicted_->Increment(static_cast<double>(stats.num_evicted));
   if (stats.acp_computed.empty()) return;
   const int64_t L = num_layers_, H = num_heads_;
   for (int p = 0; p < 2; ++p) {

@@ -64,6 +64,7 @@ class ServerMetrics : public engine::EngineObserver {
   prometheus::Counter* generated_tokens_;
   prometheus::Counter* preemptions_;
   prometheus::Counter* steps_;
+  prometheus::Counter* evicted_;
   // [phase][layer]
   std::vector<prometheus::Counter*> acp_computed_;
   std::vector<prometheus::Counter*> acp_skipped_;

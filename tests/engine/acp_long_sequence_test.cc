@@ -21,32 +21,6 @@ namespace {
 constexpr int64_t kPromptTokens = 4096;
 constexpr int64_t kDecodeTokens = 24;
 
-// A copy of a golden checkpoint whose forget-gate biases make head 0 of every layer forget fast
-// (sigmoid(-2): about 2 nats per token) and head 1 slowly (sigmoid(5): about 0.007 per token).
-void WriteFastForgettingModel(const std::string& golden, const std::string& dir) {
-  WriteFileOrDie(dir + "/config.json", ReadFileOrDie(GoldenDir(golden) + "/config.json"));
-  auto ckpt = models::SafetensorsCheckpoint::Open(GoldenDir(golden));
-  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
-  std::vector<std::vector<uint8_t>> storage;
-  std::vector<models::TensorToWrite> tensors;
-  for (const std::string& name : (*ckpt)->names()) {
-    auto t = (*ckpt)->Get(name);
-    ASSERT_TRUE(t.ok());
-    storage.emplace_back(t->bytes.begin(), t->bytes.end());
-    if (name.find("fgate_proj.bias") != std::string::npos) {
-      ASSERT_EQ(t->dtype, models::DType::kF32);
-      const float bias[2] = {-2.0f, 5.0f};
-      std::memcpy(storage.back().data(), bias, sizeof(bias));
-    }
-  }
-  size_t i = 0;
-  for (const std::string& name : (*ckpt)->names()) {
-    auto t = (*ckpt)->Get(name);
-    tensors.push_back({name, t->dtype, t->shape, storage[i++]});
-  }
-  ASSERT_TRUE(models::WriteSafetensors(dir + "/model.safetensors", tensors).ok());
-}
-
 class AcpLongSequenceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(AcpLongSequenceTest, SkipsBlocksWithinTheBound) {
@@ -63,15 +37,25 @@ TEST_P(AcpLongSequenceTest, SkipsBlocksWithinTheBound) {
   auto acp_backend = LoadBackend(dir.path(), /*acp=*/true, pages);
   ASSERT_NE(dense_backend, nullptr);
   ASSERT_NE(acp_backend, nullptr);
-  engine::KvBlockManager dense_blocks(pages), acp_blocks(pages);
+  auto evict_backend = LoadBackend(dir.path(), /*acp=*/true, pages);
+  ASSERT_NE(evict_backend, nullptr);
+  engine::KvBlockManager dense_blocks(pages), acp_blocks(pages), evict_blocks(pages);
+  // Freed pages are poisoned with NaN: a read of an evicted page would poison the logits.
+  evict_blocks.set_free_hook(
+      [&](absl::Span<const int32_t> freed) { evict_backend->PoisonPages(freed); });
   engine::SequenceRunner dense(dense_backend.get(), &dense_blocks, total);
   engine::SequenceRunner pruned(acp_backend.get(), &acp_blocks, total);
+  engine::SequenceRunner evicting(evict_backend.get(), &evict_blocks, total);
+  evicting.set_evict_dead_pages(true);
 
   // - Prefill in two chunks (the second attends to cached keys), all logits.
   const int64_t V = 512;
   auto dense_logits = dense.Feed(prompt, true, 3000);
   auto acp_logits = pruned.Feed(prompt, true, 3000);
-  ASSERT_TRUE(dense_logits.ok() && acp_logits.ok());
+  auto evict_logits = evicting.Feed(prompt, true, 3000);
+  ASSERT_TRUE(dense_logits.ok() && acp_logits.ok() && evict_logits.ok());
+  // Eviction frees only what skipping already left out: bitwise the same logits.
+  ASSERT_EQ(*evict_logits, *acp_logits);
   double worst = 0;
   for (int64_t t = 0; t < kPromptTokens; ++t) {
     worst = std::max(worst, RelativeError(acp_logits->data() + t * V, dense_logits->data() + t * V, V));
@@ -99,16 +83,28 @@ TEST_P(AcpLongSequenceTest, SkipsBlocksWithinTheBound) {
     EXPECT_EQ(dense.state().stream(l, 0).first_live_block, 0);
   }
 
-  // - Decode: the same tokens into both; skipping goes on, logits stay within the bound.
+  // - Eviction freed the fast heads' dead pages: they no longer count against the pool.
+  const int64_t evicted_after_prefill = evicting.num_evicted_pages();
+  std::printf("[ measured ] %s: %lld of %lld pages evicted after the prefill\n", GetParam().c_str(),
+              static_cast<long long>(evicted_after_prefill),
+              static_cast<long long>(acp_blocks.num_pages_used()));
+  EXPECT_GT(evicted_after_prefill, 0);
+  EXPECT_EQ(evict_blocks.num_pages_used() + evicted_after_prefill, acp_blocks.num_pages_used());
+
+  // - Decode: the same tokens into all; skipping goes on, logits stay within the bound, and
+  //   eviction (with freed pages poisoned and reused) changes nothing.
   const uint64_t skipped_before = pruned.acp_counters().total_skipped();
   for (int64_t step = 0; step < kDecodeTokens; ++step) {
     const int32_t next = token(rng);
     auto d = dense.Feed({next}, false);
     auto p = pruned.Feed({next}, false);
-    ASSERT_TRUE(d.ok() && p.ok());
+    auto e = evicting.Feed({next}, false);
+    ASSERT_TRUE(d.ok() && p.ok() && e.ok());
     EXPECT_LT(RelativeError(p->data(), d->data(), V), 1e-3) << "step " << step;
+    ASSERT_EQ(*e, *p) << "step " << step;
   }
   EXPECT_GT(pruned.acp_counters().total_skipped(), skipped_before + kDecodeTokens * 2 * 50);
+  EXPECT_GE(evicting.num_evicted_pages(), evicted_after_prefill);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, AcpLongSequenceTest,

@@ -56,6 +56,32 @@ std::unique_ptr<engine::CpuBackend> LoadBackend(const std::string& model_dir, bo
   return backend.ok() ? std::move(backend).value() : nullptr;
 }
 
+// A copy of a golden checkpoint whose forget-gate biases make head 0 of every layer forget fast
+// (sigmoid(-2): about 2 nats per token) and head 1 slowly (sigmoid(5): about 0.007 per token).
+void WriteFastForgettingModel(const std::string& golden, const std::string& dir) {
+  WriteFileOrDie(dir + "/config.json", ReadFileOrDie(GoldenDir(golden) + "/config.json"));
+  auto ckpt = models::SafetensorsCheckpoint::Open(GoldenDir(golden));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+  std::vector<std::vector<uint8_t>> storage;
+  std::vector<models::TensorToWrite> tensors;
+  for (const std::string& name : (*ckpt)->names()) {
+    auto t = (*ckpt)->Get(name);
+    ASSERT_TRUE(t.ok());
+    storage.emplace_back(t->bytes.begin(), t->bytes.end());
+    if (name.find("fgate_proj.bias") != std::string::npos) {
+      ASSERT_EQ(t->dtype, models::DType::kF32);
+      const float bias[2] = {-2.0f, 5.0f};
+      std::memcpy(storage.back().data(), bias, sizeof(bias));
+    }
+  }
+  size_t i = 0;
+  for (const std::string& name : (*ckpt)->names()) {
+    auto t = (*ckpt)->Get(name);
+    tensors.push_back({name, t->dtype, t->shape, storage[i++]});
+  }
+  ASSERT_TRUE(models::WriteSafetensors(dir + "/model.safetensors", tensors).ok());
+}
+
 double RelativeError(const float* a, const float* b, int64_t n) {
   double num = 0, den = 0;
   for (int64_t i = 0; i < n; ++i) {

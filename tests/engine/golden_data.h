@@ -25,6 +25,10 @@ GoldenData LoadGolden(const std::string& name);
 std::unique_ptr<engine::CpuBackend> LoadBackend(const std::string& model_dir, bool acp,
                                                 int64_t num_pages = 4096, int threads = 2);
 
+// A copy of a golden checkpoint in `dir` whose forget-gate biases make head 0 of every layer
+// forget fast (about 2 nats per token) and head 1 slowly (about 0.007 per token).
+void WriteFastForgettingModel(const std::string& golden, const std::string& dir);
+
 // ||a - b|| / ||b|| over n values.
 double RelativeError(const float* a, const float* b, int64_t n);
 
