@@ -47,6 +47,24 @@ inline int64_t FirstLiveBlock(const double* block_c_last, int64_t begin, int64_t
   return hi;
 }
 
+// The first live key block of every query block of a chunk of n queries at positions
+// [first_position, first_position + n), query blocks following page boundaries (query block k
+// holds the positions of page first_position / page_size + k). c_rows[i]: c of query i. The scan
+// starts at `begin` (a block known dead for all these queries, such as the stream's pointer) and
+// never moves back: c falls along the chunk and delta is fixed. starts: [number of query blocks].
+inline void PlanQueryBlockStarts(const double* block_c_last, int64_t begin, int64_t first_position,
+                                 int64_t n, const double* c_rows, int32_t page_size, double delta,
+                                 int32_t* starts) {
+  if (n == 0) return;
+  const int64_t first_block = first_position / page_size;
+  const int64_t num_qblocks = (first_position + n - 1) / page_size - first_block + 1;
+  for (int64_t qb = 0; qb < num_qblocks; ++qb) {
+    const int64_t first_row = qb == 0 ? 0 : (first_block + qb) * page_size - first_position;
+    begin = FirstLiveBlock(block_c_last, begin, first_block + qb, c_rows[first_row], delta);
+    starts[qb] = static_cast<int32_t>(begin);
+  }
+}
+
 }  // namespace kernels
 }  // namespace foxserve
 

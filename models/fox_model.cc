@@ -10,6 +10,7 @@
 #include "kernels/cpu/gemm.h"
 #include "kernels/cpu/paged_attention.h"
 #include "models/acp_bounds.h"
+#include "models/acp_stream_plan.h"
 
 namespace foxserve {
 namespace models {
@@ -29,6 +30,51 @@ ConstMatrixView Weight(const std::vector<float>& w, int64_t rows, int64_t cols) 
 }
 
 }  // namespace
+
+absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const FoxConfig& c,
+                                  int32_t page_size, int64_t num_pages,
+                                  std::vector<int64_t>* row_offsets, int64_t* logit_rows) {
+  const int64_t V = c.vocab_size;
+  row_offsets->assign(items.size() + 1, 0);
+  *logit_rows = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const ForwardItem& item = items[i];
+    if (item.state == nullptr) return absl::InvalidArgumentError("forward item without state");
+    const SequenceKvState& s = *item.state;
+    if (s.num_layers != c.num_hidden_layers || s.num_heads != c.num_heads) {
+      return absl::InvalidArgumentError("sequence state shaped for another model");
+    }
+    const int64_t n = static_cast<int64_t>(item.tokens.size());
+    if (n == 0) return absl::InvalidArgumentError(absl::StrCat("forward item ", i, " has no tokens"));
+    for (int32_t t : item.tokens) {
+      if (t < 0 || t >= V) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", t, " is outside the vocabulary [0, ", V, ")"));
+      }
+    }
+    const int64_t total = s.num_tokens + n;
+    if (total > s.max_total_tokens) {
+      return absl::OutOfRangeError(absl::StrCat("sequence would reach ", total,
+                                                " tokens, above its limit ", s.max_total_tokens));
+    }
+    const int64_t blocks_needed = (total + page_size - 1) / page_size;
+    for (const KvStream& stream : s.streams) {
+      if (static_cast<int64_t>(stream.pages.size()) < blocks_needed) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "sequence has ", stream.pages.size(), " pages per stream, needs ", blocks_needed));
+      }
+      for (int64_t b = s.num_tokens / page_size; b < blocks_needed; ++b) {
+        if (stream.pages[b] < 0 || stream.pages[b] >= num_pages) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("block ", b, " has no valid page (", stream.pages[b], ")"));
+        }
+      }
+    }
+    (*row_offsets)[i + 1] = (*row_offsets)[i] + n;
+    *logit_rows += item.all_logits ? n : 1;
+  }
+  return absl::OkStatus();
+}
 
 struct FoxModel::Scratch {
   std::vector<float> x;       // [N, D] residual stream
@@ -69,43 +115,12 @@ absl::Status FoxModel::Forward(absl::Span<const ForwardItem> items, const AcpOpt
     return absl::FailedPreconditionError("KV pool head_dim does not match the model");
   }
   // - Validate everything before mutating anything.
-  std::vector<int64_t> row_offsets(items.size() + 1, 0);
+  std::vector<int64_t> row_offsets;
   int64_t logit_rows = 0;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const ForwardItem& item = items[i];
-    if (item.state == nullptr) return absl::InvalidArgumentError("forward item without state");
-    const SequenceKvState& s = *item.state;
-    if (s.num_layers != c.num_hidden_layers || s.num_heads != c.num_heads) {
-      return absl::InvalidArgumentError("sequence state shaped for another model");
-    }
-    const int64_t n = static_cast<int64_t>(item.tokens.size());
-    if (n == 0) return absl::InvalidArgumentError(absl::StrCat("forward item ", i, " has no tokens"));
-    for (int32_t t : item.tokens) {
-      if (t < 0 || t >= V) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("token id ", t, " is outside the vocabulary [0, ", V, ")"));
-      }
-    }
-    const int64_t total = s.num_tokens + n;
-    if (total > s.max_total_tokens) {
-      return absl::OutOfRangeError(absl::StrCat("sequence would reach ", total,
-                                                " tokens, above its limit ", s.max_total_tokens));
-    }
-    const int64_t blocks_needed = (total + page_size - 1) / page_size;
-    for (const KvStream& stream : s.streams) {
-      if (static_cast<int64_t>(stream.pages.size()) < blocks_needed) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "sequence has ", stream.pages.size(), " pages per stream, needs ", blocks_needed));
-      }
-      for (int64_t b = s.num_tokens / page_size; b < blocks_needed; ++b) {
-        if (stream.pages[b] < 0 || stream.pages[b] >= kv_pool.num_pages) {
-          return absl::FailedPreconditionError(
-              absl::StrCat("block ", b, " has no valid page (", stream.pages[b], ")"));
-        }
-      }
-    }
-    row_offsets[i + 1] = row_offsets[i] + n;
-    logit_rows += item.all_logits ? n : 1;
+  if (absl::Status st = ValidateForwardItems(items, c, page_size, kv_pool.num_pages, &row_offsets,
+                                             &logit_rows);
+      !st.ok()) {
+    return st;
   }
   const int64_t N = row_offsets.back();
 
@@ -266,51 +281,23 @@ void FoxModel::RunLayer(int64_t layer, absl::Span<const ForwardItem> items,
       KvStream& stream = s.stream(layer, h);
       const int64_t r0 = row_offsets[i], n = row_offsets[i + 1] - r0, pos0 = s.num_tokens;
       const kernels::KvPageLayout& lay = kv_pool.layout;
+      std::vector<float> c_rel(n);
+      RecordNewTokens(stream, pos0, n, sc.c.data() + h * N + r0,
+                      kernels::MaxRowNorm(sc.keys.data() + r0 * D + h * d, n, d, D), page_size,
+                      c_rel.data());
       for (int64_t t = 0; t < n; ++t) {
-        const int64_t pos = pos0 + t, block = pos / page_size, slot = pos % page_size;
-        const double c_abs = sc.c[h * N + r0 + t];
-        if (slot == 0) {
-          stream.block_c_first.resize(block + 1, c_abs);
-          stream.block_c_first[block] = c_abs;
-          stream.block_c_last.resize(block + 1);
-        }
-        stream.block_c_last[block] = c_abs;
-        float* page = kv_pool.page(stream.pages[block]);
+        const int64_t pos = pos0 + t, slot = pos % page_size;
+        float* page = kv_pool.page(stream.pages[pos / page_size]);
         const float* k = sc.keys.data() + (r0 + t) * D + h * d;
         const float* v = sc.values.data() + (r0 + t) * D + h * d;
         std::copy(k, k + d, page + lay.k_offset() + slot * d);
         std::copy(v, v + d, page + lay.v_offset() + slot * d);
-        page[lay.c_offset() + slot] = static_cast<float>(c_abs - stream.block_c_first[block]);
+        page[lay.c_offset() + slot] = c_rel[t];
       }
-      stream.c_now = sc.c[h * N + r0 + n - 1];
-      stream.max_key_norm = std::max(
-          stream.max_key_norm, kernels::MaxRowNorm(sc.keys.data() + r0 * D + h * d, n, d, D));
-
-      int32_t* starts = sc.starts.data() + sc.start_offsets[i * H + h];
-      const int64_t num_qblocks = sc.start_offsets[i * H + h + 1] - sc.start_offsets[i * H + h];
-      const int64_t first_block = pos0 / page_size;
-      if (!acp.enabled) {
-        std::fill(starts, starts + num_qblocks, 0);
-        continue;
-      }
-      // This step's threshold: the tightest U we can prove for these queries (the weight bound,
-      // or the actual largest |q| of the chunk times the largest |k| ever written to the stream)
-      // and L = the keys present now. The stored pointer obeys a looser, fixed threshold, so it
-      // is a valid starting point for the scan.
-      const double actual_bound = static_cast<double>(kernels::MaxRowNorm(
-                                      sc.proj.data() + r0 * P + ip.q + h * d, n, d, P)) *
-                                  stream.max_key_norm / std::sqrt(static_cast<double>(d)) *
-                                  (1.0 + 1e-5);
-      const double u = std::min(logit_bounds_[layer * H + h], actual_bound);
-      const double delta = kernels::AcpThreshold(u, static_cast<double>(pos0 + n), acp.log_eps);
-      int64_t begin = stream.first_live_block;
-      for (int64_t qb = 0; qb < num_qblocks; ++qb) {
-        const int64_t first_row = qb == 0 ? 0 : (first_block + qb) * page_size - pos0;
-        const int64_t limit = first_block + qb;
-        begin = kernels::FirstLiveBlock(stream.block_c_last.data(), begin, limit,
-                                        sc.c[h * N + r0 + first_row], delta);
-        starts[qb] = static_cast<int32_t>(begin);
-      }
+      PlanStarts(stream, pos0, n, sc.c.data() + h * N + r0, page_size, d, acp,
+                 logit_bounds_[layer * H + h],
+                 kernels::MaxRowNorm(sc.proj.data() + r0 * P + ip.q + h * d, n, d, P),
+                 sc.starts.data() + sc.start_offsets[i * H + h]);
     }
   });
 
@@ -357,25 +344,11 @@ void FoxModel::RunLayer(int64_t layer, absl::Span<const ForwardItem> items,
   for (size_t i = 0; i < items.size(); ++i) {
     SequenceKvState& s = *items[i].state;
     const int64_t n = row_offsets[i + 1] - row_offsets[i], pos0 = s.num_tokens;
-    const int64_t first_block = pos0 / page_size;
     for (int64_t h = 0; h < H; ++h) {
-      const int32_t* starts = sc.starts.data() + sc.start_offsets[i * H + h];
-      const int64_t num_qblocks = sc.start_offsets[i * H + h + 1] - sc.start_offsets[i * H + h];
-      if (items[i].acp_counters != nullptr) {
-        AcpCounters& counters = *items[i].acp_counters;
-        for (int64_t qb = 0; qb < num_qblocks; ++qb) {
-          counters.skipped[layer * H + h] += starts[qb];
-          counters.computed[layer * H + h] += first_block + qb + 1 - starts[qb];
-        }
-      }
-      if (acp.enabled) {
-        KvStream& stream = s.stream(layer, h);
-        const double delta = kernels::AcpThreshold(
-            logit_bounds_[layer * H + h], static_cast<double>(s.max_total_tokens), acp.log_eps);
-        stream.first_live_block = kernels::FirstLiveBlock(
-            stream.block_c_last.data(), stream.first_live_block, (pos0 + n - 1) / page_size,
-            stream.c_now, delta);
-      }
+      CountTiles(sc.starts.data() + sc.start_offsets[i * H + h], pos0, n, page_size, layer, h,
+                 items[i].acp_counters);
+      AdvancePointer(s.stream(layer, h), pos0 + n - 1, page_size, acp,
+                     logit_bounds_[layer * H + h], s.max_total_tokens);
     }
   }
 

@@ -37,6 +37,13 @@ struct ForwardItem {
   AcpCounters* acp_counters = nullptr;  // optional per-request counters, added to
 };
 
+// Checks a batch before a forward pass touches any state: token ids in the vocabulary, lengths
+// within each sequence's limit, pages present for every block the new tokens reach. Fills the
+// first row of each item in the batch ([items + 1]) and the number of logit rows.
+absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const FoxConfig& config,
+                                  int32_t page_size, int64_t num_pages,
+                                  std::vector<int64_t>* row_offsets, int64_t* logit_rows);
+
 class FoxModel {
  public:
   // `pool` is borrowed and must outlive the model; null runs single-threaded.

@@ -6,6 +6,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/check.h"
+
 namespace foxserve {
 namespace kernels {
 

@@ -1,0 +1,264 @@
+// Attention of FoX on the GPU: foxserve's paged prefill and decode kernels, ACP on and off, on
+// the synthetic decay mix of issue 5, with the card's copy bandwidth measured in the same run.
+//
+//   attention_bench [--shapes 16x4096,4x16384,2x32768] [--heads 24] [--repeats 5]
+//
+// Decay mix: per head a decay time tau log-uniform in [1, 1e4] tokens; per token the gate logit
+// is bias(tau) + 0.5 N(0, 1) with bias(tau) = -log(expm1(1 / tau)); q and k rows have unit RMS
+// (|q| = |k| = 8 at head_dim 64), so U = 8 and delta = -(2U + log T) - 10.
+// Prefill: the whole sequence in one chunk. Decode: one query per sequence at the last position.
+// FLOPs are counted dense causal: 4 * d * T^2 / 2 per (sequence, head).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "kernels/acp_boundary.h"
+#include "kernels/cuda/attention_tasks.h"
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/paged_attention_cuda.h"
+
+namespace foxserve {
+namespace {
+
+using namespace kernels;
+constexpr int D = kCudaHeadDim;
+constexpr int PS = kCudaPageSize;
+
+struct Shape {
+  int64_t batch, tokens;
+};
+
+__global__ void FillKv(uint8_t* pool, int64_t num_pages, uint64_t seed) {
+  // K and V of every page: a cheap hash-based uniform in [-sqrt(3), sqrt(3)] (unit RMS).
+  const int64_t page = blockIdx.x;
+  __nv_bfloat16* kv = reinterpret_cast<__nv_bfloat16*>(pool + page * CudaPageBytes(PS, D));
+  for (int i = threadIdx.x; i < 2 * PS * D; i += blockDim.x) {
+    uint64_t x = seed ^ (static_cast<uint64_t>(page) * 0x9E3779B97F4A7C15ULL + i);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    const float u = static_cast<float>(x >> 40) / static_cast<float>(1ULL << 24);
+    kv[i] = __float2bfloat16((2.0f * u - 1.0f) * 1.7320508f);
+  }
+}
+
+double Elapsed(cudaEvent_t a, cudaEvent_t b) {
+  float ms = 0;
+  cudaEventElapsedTime(&ms, a, b);
+  return ms;
+}
+
+int Run(int argc, char** argv) {
+  std::vector<Shape> shapes = {{16, 4096}, {4, 16384}, {2, 32768}};
+  int heads = 24, repeats = 5;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i], value = argv[i + 1];
+    if (flag == "--shapes") {
+      shapes.clear();
+      for (absl::string_view s : absl::StrSplit(value, ',')) {
+        std::vector<std::string> bt = absl::StrSplit(s, 'x');
+        shapes.push_back({std::stoll(bt[0]), std::stoll(bt[1])});
+      }
+    } else if (flag == "--heads") {
+      heads = std::stoi(value);
+    } else if (flag == "--repeats") {
+      repeats = std::stoi(value);
+    }
+  }
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  // Copy ceiling: 1 GiB device to device, bytes read + written.
+  {
+    DeviceBuffer<uint8_t> a(1 << 30), b(1 << 30);
+    cudaMemcpy(b.get(), a.get(), 1 << 30, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e0);
+    for (int r = 0; r < 5; ++r) cudaMemcpy(b.get(), a.get(), 1 << 30, cudaMemcpyDeviceToDevice);
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    std::printf("copy bandwidth: %.0f GB/s (read + write)\n",
+                5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9);
+  }
+  std::printf("%-9s %-5s %10s %10s %9s %12s %10s %9s\n", "B x T", "acp", "prefill ms", "TFLOP/s",
+              "skipped", "decode us", "GB/s live", "skipped");
+  std::mt19937 rng(1);
+  for (const Shape& shape : shapes) {
+    const int64_t B = shape.batch, T = shape.tokens, H = heads;
+    const int64_t blocks = T / PS, num_pages = B * H * blocks;
+    DeviceBuffer<uint8_t> pool_d(num_pages * CudaPageBytes(PS, D));
+    FillKv<<<num_pages, 256>>>(pool_d.get(), num_pages, 1234);
+    FOXSERVE_CUDA_CHECK(cudaGetLastError());
+    // Decay mix and c per (sequence, head); C written into the pages.
+    std::vector<double> tau(H);
+    std::uniform_real_distribution<double> uni(0, 4);
+    std::normal_distribution<double> normal;
+    for (double& t : tau) t = std::pow(10.0, uni(rng));
+    std::vector<std::vector<double>> c(B * H), first(B * H), last(B * H);
+    std::vector<int32_t> pages(num_pages);
+    for (int64_t p = 0; p < num_pages; ++p) pages[p] = static_cast<int32_t>(p);
+    std::vector<float> c_rel_pages(num_pages * PS);
+    for (int64_t s = 0; s < B * H; ++s) {
+      const double bias = -std::log(std::expm1(1.0 / tau[s % H]));
+      c[s].resize(T);
+      first[s].resize(blocks);
+      last[s].resize(blocks);
+      double cum = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        const double x = bias + 0.5 * normal(rng);
+        cum += std::min(x, 0.0) - std::log1p(std::exp(-std::fabs(x)));
+        c[s][t] = cum;
+        if (t % PS == 0) first[s][t / PS] = cum;
+        last[s][t / PS] = cum;
+        c_rel_pages[(s * blocks + t / PS) * PS + t % PS] = static_cast<float>(cum - first[s][t / PS]);
+      }
+    }
+    for (int64_t p = 0; p < num_pages; ++p) {
+      FOXSERVE_CUDA_CHECK(cudaMemcpy(pool_d.get() + p * CudaPageBytes(PS, D) + 4 * PS * D,
+                                     &c_rel_pages[p * PS], PS * 4, cudaMemcpyHostToDevice));
+    }
+    std::vector<double> base;
+    for (int64_t s = 0; s < B * H; ++s) base.insert(base.end(), first[s].begin(), first[s].end());
+    const double delta = AcpThreshold(8.0, static_cast<double>(T), -10.0);
+    CudaKvPool pool{pool_d.get(), num_pages, PS, D};
+    DeviceBuffer<int32_t> pages_d;
+    pages_d.Upload(pages);
+    DeviceBuffer<double> base_d;
+    base_d.Upload(base);
+
+    for (bool acp : {false, true}) {
+      // - Prefill: all T tokens of every sequence.
+      std::vector<AttentionItem> items;
+      std::vector<int32_t> positions;
+      std::vector<int64_t> table;
+      std::vector<double> row_c;
+      for (int64_t b = 0; b < B; ++b) {
+        AttentionItem item;
+        item.first_token = static_cast<int32_t>(b * T);
+        item.num_tokens = static_cast<int32_t>(T);
+        item.first_position = 0;
+        item.starts.assign(H * blocks, 0);
+        for (int64_t h = 0; h < H; ++h) {
+          if (acp) {
+            PlanQueryBlockStarts(last[b * H + h].data(), 0, 0, T, c[b * H + h].data(), PS, delta,
+                                 item.starts.data() + h * blocks);
+          }
+        }
+        items.push_back(item);
+        for (int64_t t = 0; t < T; ++t) {
+          positions.push_back(static_cast<int32_t>(t));
+          for (int64_t h = 0; h < H; ++h) {
+            table.push_back((b * H + h) * blocks);
+            row_c.push_back(c[b * H + h][t]);
+          }
+        }
+      }
+      HostAttentionTasks tasks;
+      BuildAttentionTasks(items, static_cast<int32_t>(H), PS, 16, &tasks);
+      const int64_t dense_tiles = B * H * blocks * (blocks + 1) / 2;
+      DeviceBuffer<int32_t> pos_d, pf, pn, ph, pst;
+      DeviceBuffer<int64_t> table_d;
+      DeviceBuffer<double> c_d;
+      DeviceBuffer<float> q_d(B * T * H * D), out_d(B * T * H * D);
+      cudaMemset(q_d.get(), 0, q_d.size() * 4);  // overwritten below with unit-RMS rows
+      {
+        std::vector<float> q(B * T * H * D);
+        for (float& x : q) x = static_cast<float>(normal(rng));
+        q_d.Upload(q);
+      }
+      pos_d.Upload(positions);
+      table_d.Upload(table);
+      c_d.Upload(row_c);
+      pf.Upload(tasks.prefill_first_token);
+      pn.Upload(tasks.prefill_num_rows);
+      ph.Upload(tasks.prefill_head);
+      pst.Upload(tasks.prefill_start);
+      CudaAttentionRows rows{pos_d.get(), table_d.get(), pages_d.get(), base_d.get(), c_d.get(),
+                             q_d.get(), out_d.get(), static_cast<int32_t>(H), 0.125f};
+      CudaPrefillTasks prefill{pf.get(), pn.get(), ph.get(), pst.get(),
+                               static_cast<int32_t>(tasks.prefill_first_token.size())};
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefill(pool, rows, prefill, nullptr));
+      cudaEventRecord(e0);
+      for (int r = 0; r < repeats; ++r) LaunchPagedPrefill(pool, rows, prefill, nullptr);
+      cudaEventRecord(e1);
+      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+      const double prefill_ms = Elapsed(e0, e1) / repeats;
+      const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
+      const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
+
+      // - Decode: one query per sequence at position T - 1.
+      std::vector<AttentionItem> dec_items;
+      std::vector<int64_t> dec_table;
+      std::vector<double> dec_c;
+      std::vector<int32_t> dec_pos;
+      for (int64_t b = 0; b < B; ++b) {
+        AttentionItem item;
+        item.first_token = static_cast<int32_t>(b);
+        item.num_tokens = 1;
+        item.first_position = T - 1;
+        item.starts.assign(H, 0);
+        for (int64_t h = 0; h < H; ++h) {
+          if (acp) {
+            PlanQueryBlockStarts(last[b * H + h].data(), 0, T - 1, 1, &c[b * H + h][T - 1], PS,
+                                 delta, &item.starts[h]);
+          }
+          dec_table.push_back((b * H + h) * blocks);
+          dec_c.push_back(c[b * H + h][T - 1]);
+        }
+        dec_pos.push_back(static_cast<int32_t>(T - 1));
+        dec_items.push_back(item);
+      }
+      HostAttentionTasks dtasks;
+      BuildAttentionTasks(dec_items, static_cast<int32_t>(H), PS, 8, &dtasks);
+      DeviceBuffer<int32_t> dpos, dt, dh, db, de, rt, rh, rp;
+      DeviceBuffer<int64_t> dtable;
+      DeviceBuffer<double> dc;
+      DeviceBuffer<float> pm(dtasks.decode_token.size()), pl(dtasks.decode_token.size()),
+          pacc(dtasks.decode_token.size() * D), dout(B * H * D);
+      dpos.Upload(dec_pos);
+      dtable.Upload(dec_table);
+      dc.Upload(dec_c);
+      dt.Upload(dtasks.decode_token);
+      dh.Upload(dtasks.decode_head);
+      db.Upload(dtasks.decode_begin);
+      de.Upload(dtasks.decode_end);
+      rt.Upload(dtasks.row_token);
+      rh.Upload(dtasks.row_head);
+      rp.Upload(dtasks.row_partials);
+      CudaAttentionRows drows{dpos.get(), dtable.get(), pages_d.get(), base_d.get(), dc.get(),
+                              q_d.get(), dout.get(), static_cast<int32_t>(H), 0.125f};
+      CudaDecodeTasks decode{dt.get(), dh.get(), db.get(), de.get(),
+                             static_cast<int32_t>(dtasks.decode_token.size()), rt.get(), rh.get(),
+                             rp.get(), static_cast<int32_t>(dtasks.row_token.size()), pm.get(),
+                             pl.get(), pacc.get()};
+      FOXSERVE_CUDA_CHECK(LaunchPagedDecode(pool, drows, decode, nullptr));
+      const int decode_repeats = 50;
+      cudaEventRecord(e0);
+      for (int r = 0; r < decode_repeats; ++r) LaunchPagedDecode(pool, drows, decode, nullptr);
+      cudaEventRecord(e1);
+      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+      const double decode_us = Elapsed(e0, e1) * 1000 / decode_repeats;
+      const double live_bytes = static_cast<double>(dtasks.live_key_blocks) * CudaPageBytes(PS, D);
+      const double decode_skipped = 1.0 - static_cast<double>(dtasks.live_key_blocks) / (B * H * blocks);
+      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %8.1f%% %12.1f %10.0f %8.1f%%\n",
+                  static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
+                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, 100 * prefill_skipped, decode_us,
+                  live_bytes / (decode_us * 1e-6) / 1e9, 100 * decode_skipped);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace foxserve
+
+int main(int argc, char** argv) { return foxserve::Run(argc, argv); }

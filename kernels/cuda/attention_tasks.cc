@@ -1,0 +1,53 @@
+#include "kernels/cuda/attention_tasks.h"
+
+#include <algorithm>
+
+#include "kernels/check.h"
+
+namespace foxserve {
+namespace kernels {
+
+void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_heads,
+                         int32_t page_size, int32_t decode_chunk_blocks, HostAttentionTasks* out) {
+  *out = HostAttentionTasks();
+  out->row_partials.push_back(0);
+  for (const AttentionItem& item : items) {
+    const int64_t first_block = item.first_position / page_size;
+    const int64_t last_block = (item.first_position + item.num_tokens - 1) / page_size;
+    const int64_t num_qblocks = last_block - first_block + 1;
+    FOXSERVE_CHECK_EQ(static_cast<int64_t>(item.starts.size()), num_heads * num_qblocks);
+    for (int32_t h = 0; h < num_heads; ++h) {
+      if (item.num_tokens == 1) {
+        const int32_t start = item.starts[h];
+        for (int64_t b = start; b <= last_block; b += decode_chunk_blocks) {
+          out->decode_token.push_back(item.first_token);
+          out->decode_head.push_back(h);
+          out->decode_begin.push_back(static_cast<int32_t>(b));
+          out->decode_end.push_back(
+              static_cast<int32_t>(std::min<int64_t>(last_block + 1, b + decode_chunk_blocks)));
+        }
+        out->live_key_blocks += last_block + 1 - start;
+        out->row_token.push_back(item.first_token);
+        out->row_head.push_back(h);
+        out->row_partials.push_back(static_cast<int32_t>(out->decode_token.size()));
+        continue;
+      }
+      for (int64_t qb = 0; qb < num_qblocks; ++qb) {
+        const int64_t block = first_block + qb;
+        const int64_t row_begin = std::max<int64_t>(item.first_position, block * page_size);
+        const int64_t row_end =
+            std::min<int64_t>(item.first_position + item.num_tokens, (block + 1) * page_size);
+        const int32_t start = item.starts[h * num_qblocks + qb];
+        out->prefill_first_token.push_back(
+            static_cast<int32_t>(item.first_token + row_begin - item.first_position));
+        out->prefill_num_rows.push_back(static_cast<int32_t>(row_end - row_begin));
+        out->prefill_head.push_back(h);
+        out->prefill_start.push_back(start);
+        out->live_key_blocks += block + 1 - start;
+      }
+    }
+  }
+}
+
+}  // namespace kernels
+}  // namespace foxserve

@@ -1,0 +1,37 @@
+// Host-side planning of the CUDA attention work (plain C++): turns a batch's per-sequence ACP
+// starts into the task lists of paged_attention_cuda.h. A sequence with one new token is a
+// decode row, split over its live key blocks; longer chunks are prefill query blocks.
+#ifndef FOXSERVE_KERNELS_CUDA_ATTENTION_TASKS_H_
+#define FOXSERVE_KERNELS_CUDA_ATTENTION_TASKS_H_
+
+#include <cstdint>
+#include <vector>
+
+namespace foxserve {
+namespace kernels {
+
+struct AttentionItem {
+  int32_t first_token = 0;     // index of the item's first new token in the batch
+  int32_t num_tokens = 0;
+  int64_t first_position = 0;  // absolute position of that token
+  // [head][query block] first live key block, query blocks along page boundaries.
+  std::vector<int32_t> starts;
+};
+
+struct HostAttentionTasks {
+  // Prefill.
+  std::vector<int32_t> prefill_first_token, prefill_num_rows, prefill_head, prefill_start;
+  // Decode: split-K tasks, then the rows and their partial ranges.
+  std::vector<int32_t> decode_token, decode_head, decode_begin, decode_end;
+  std::vector<int32_t> row_token, row_head, row_partials;
+  int64_t live_key_blocks = 0;  // key blocks read, over all tasks
+};
+
+// decode_chunk_blocks: key blocks per decode task (the split-K granularity).
+void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_heads,
+                         int32_t page_size, int32_t decode_chunk_blocks, HostAttentionTasks* out);
+
+}  // namespace kernels
+}  // namespace foxserve
+
+#endif  // FOXSERVE_KERNELS_CUDA_ATTENTION_TASKS_H_

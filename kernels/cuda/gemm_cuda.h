@@ -1,0 +1,35 @@
+// Matrix products on the GPU through cuBLASLt: y = x w^T with x [M, K] and w [N, K] row-major
+// bf16 (the checkpoint's [out, in] layout), fp32 accumulation, fp32 output.
+#ifndef FOXSERVE_KERNELS_CUDA_GEMM_CUDA_H_
+#define FOXSERVE_KERNELS_CUDA_GEMM_CUDA_H_
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace foxserve {
+namespace kernels {
+
+class CublasLtGemm {
+ public:
+  CublasLtGemm();
+  ~CublasLtGemm();
+  CublasLtGemm(const CublasLtGemm&) = delete;
+  CublasLtGemm& operator=(const CublasLtGemm&) = delete;
+
+  // y [m, n] (row stride ldy) = x [m, k] (row stride ldx) * w[n, k]^T.
+  cublasStatus_t Run(const __nv_bfloat16* x, int64_t m, int64_t k, int64_t ldx,
+                     const __nv_bfloat16* w, int64_t n, float* y, int64_t ldy, cudaStream_t stream);
+
+ private:
+  cublasLtHandle_t handle_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 32 << 20;
+};
+
+}  // namespace kernels
+}  // namespace foxserve
+
+#endif  // FOXSERVE_KERNELS_CUDA_GEMM_CUDA_H_

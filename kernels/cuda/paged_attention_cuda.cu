@@ -1,0 +1,291 @@
+#include "kernels/cuda/paged_attention_cuda.h"
+
+#include <cuda_bf16.h>
+
+#include <cfloat>
+
+namespace foxserve {
+namespace kernels {
+namespace {
+
+constexpr int D = kCudaHeadDim;
+constexpr int PS = kCudaPageSize;
+constexpr int kDecodeThreads = 128;
+constexpr int64_t kPageBytes = 4LL * PS * D + 4LL * PS;
+
+struct PagePointers {
+  const __nv_bfloat16* k;
+  const __nv_bfloat16* v;
+  const float* c;
+};
+
+__device__ __forceinline__ PagePointers Page(const CudaKvPool& pool, int32_t page) {
+  const uint8_t* base = pool.data + static_cast<int64_t>(page) * kPageBytes;
+  PagePointers p;
+  p.k = reinterpret_cast<const __nv_bfloat16*>(base);
+  p.v = reinterpret_cast<const __nv_bfloat16*>(base + 2LL * PS * D);
+  p.c = reinterpret_cast<const float*>(base + 4LL * PS * D);
+  return p;
+}
+
+// One thread per query row of a page-aligned query block; K/V pages staged in shared memory.
+// Online softmax block by block, as the CPU's AttendRow.
+__global__ void __launch_bounds__(PS) PagedPrefillKernel(CudaKvPool pool, CudaAttentionRows rows,
+                                                         CudaPrefillTasks tasks) {
+  __shared__ float q_s[PS][D + 1];  // padded: rows read column-wise without bank conflicts
+  __shared__ __align__(16) __nv_bfloat16 k_s[PS][D];
+  __shared__ __align__(16) __nv_bfloat16 v_s[PS][D];
+  __shared__ float c_s[PS];
+
+  const int task = blockIdx.x;
+  const int t0 = tasks.first_token[task];
+  const int num_rows = tasks.num_rows[task];
+  const int h = tasks.head[task];
+  const int start = tasks.start_block[task];
+  const int H = rows.num_heads;
+  const int tid = threadIdx.x;
+  const bool active = tid < num_rows;
+  const int t = t0 + (active ? tid : 0);
+  const int64_t row = static_cast<int64_t>(t) * H + h;
+  const int64_t table = rows.row_table[static_cast<int64_t>(t0) * H + h];
+  const int32_t* pages = rows.pages + table;
+  const double* base = rows.block_base + table;
+  const int pos = rows.token_position[t];
+  const int last_block = rows.token_position[t0 + num_rows - 1] / PS;
+  const double c_q = rows.row_c[row];
+
+  const float* q_row = rows.q + static_cast<int64_t>(t) * H * D + h * D;
+  for (int i = 0; i < D; ++i) q_s[tid][i] = active ? q_row[i] : 0.0f;
+
+  float acc[D];
+#pragma unroll
+  for (int i = 0; i < D; ++i) acc[i] = 0.0f;
+  float m = -FLT_MAX, l = 0.0f;
+
+  for (int b = start; b <= last_block; ++b) {
+    const int32_t page_id = pages[b];
+    if (page_id < 0) __trap();  // an evicted or unset page was about to be read
+    const PagePointers p = Page(pool, page_id);
+    // Each thread stages one key row and one value row (128 bytes each).
+    const uint4* k_src = reinterpret_cast<const uint4*>(p.k + tid * D);
+    const uint4* v_src = reinterpret_cast<const uint4*>(p.v + tid * D);
+    uint4* k_dst = reinterpret_cast<uint4*>(&k_s[tid][0]);
+    uint4* v_dst = reinterpret_cast<uint4*>(&v_s[tid][0]);
+#pragma unroll
+    for (int i = 0; i < D * 2 / 16; ++i) {
+      k_dst[i] = k_src[i];
+      v_dst[i] = v_src[i];
+    }
+    c_s[tid] = p.c[tid];
+    __syncthreads();
+    if (active) {
+      const int num_keys = b == pos / PS ? pos % PS + 1 : PS;
+      const float decay_base = static_cast<float>(c_q - base[b]);
+      float s[PS];
+      float block_max = -FLT_MAX;
+#pragma unroll
+      for (int j = 0; j < PS; ++j) {
+        if (j < num_keys) {
+          float dot = 0.0f;
+#pragma unroll
+          for (int i = 0; i < D; i += 2) {
+            const float2 kf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&k_s[j][i]));
+            dot = fmaf(q_s[tid][i], kf.x, dot);
+            dot = fmaf(q_s[tid][i + 1], kf.y, dot);
+          }
+          s[j] = dot * rows.scale + (decay_base - c_s[j]);
+          block_max = fmaxf(block_max, s[j]);
+        }
+      }
+      const float new_max = fmaxf(m, block_max);
+      const float rescale = expf(m - new_max);
+      l *= rescale;
+#pragma unroll
+      for (int i = 0; i < D; ++i) acc[i] *= rescale;
+#pragma unroll
+      for (int j = 0; j < PS; ++j) {
+        if (j < num_keys) {
+          const float pj = expf(s[j] - new_max);
+          l += pj;
+#pragma unroll
+          for (int i = 0; i < D; i += 2) {
+            const float2 vf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&v_s[j][i]));
+            acc[i] = fmaf(pj, vf.x, acc[i]);
+            acc[i + 1] = fmaf(pj, vf.y, acc[i + 1]);
+          }
+        }
+      }
+      m = new_max;
+    }
+    __syncthreads();
+  }
+  if (active) {
+    float* out = rows.out + static_cast<int64_t>(t) * H * D + h * D;
+    const float inv = 1.0f / l;
+#pragma unroll
+    for (int i = 0; i < D; ++i) out[i] = acc[i] * inv;
+  }
+}
+
+// Split-K decode: the CTA's threads share the task's keys round-robin, each with its own online
+// softmax state, then reduce them in shared memory into one partial state.
+__global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool pool,
+                                                                    CudaAttentionRows rows,
+                                                                    CudaDecodeTasks tasks) {
+  __shared__ float q_s[D];
+  __shared__ float red[kDecodeThreads][D + 1];
+  __shared__ float m_s[kDecodeThreads];
+  __shared__ float l_s[kDecodeThreads];
+
+  const int task = blockIdx.x;
+  const int t = tasks.token[task];
+  const int h = tasks.head[task];
+  const int H = rows.num_heads;
+  const int tid = threadIdx.x;
+  const int64_t row = static_cast<int64_t>(t) * H + h;
+  const int64_t table = rows.row_table[row];
+  const int32_t* pages = rows.pages + table;
+  const double* base = rows.block_base + table;
+  const int pos = rows.token_position[t];
+  const double c_q = rows.row_c[row];
+  if (tid < D) q_s[tid] = rows.q[static_cast<int64_t>(t) * H * D + h * D + tid];
+  __syncthreads();
+
+  float acc[D];
+#pragma unroll
+  for (int i = 0; i < D; ++i) acc[i] = 0.0f;
+  float m = -FLT_MAX, l = 0.0f;
+  const int key_begin = tasks.block_begin[task] * PS;
+  const int key_end = min(tasks.block_end[task] * PS, pos + 1);
+  for (int key = key_begin + tid; key < key_end; key += kDecodeThreads) {
+    const int b = key / PS, slot = key % PS;
+    const int32_t page_id = pages[b];
+    if (page_id < 0) __trap();
+    const PagePointers p = Page(pool, page_id);
+    const uint4* k_row = reinterpret_cast<const uint4*>(p.k + slot * D);
+    float dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const uint4 packed = k_row[i];
+      const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&packed);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 kf = __bfloat1622float2(k2[e]);
+        dot = fmaf(q_s[i * 8 + 2 * e], kf.x, dot);
+        dot = fmaf(q_s[i * 8 + 2 * e + 1], kf.y, dot);
+      }
+    }
+    const float s = dot * rows.scale + (static_cast<float>(c_q - base[b]) - p.c[slot]);
+    if (s > m) {
+      const float rescale = expf(m - s);
+      l *= rescale;
+#pragma unroll
+      for (int i = 0; i < D; ++i) acc[i] *= rescale;
+      m = s;
+    }
+    const float pk = expf(s - m);
+    l += pk;
+    const uint4* v_row = reinterpret_cast<const uint4*>(p.v + slot * D);
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      const uint4 packed = v_row[i];
+      const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&packed);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 vf = __bfloat1622float2(v2[e]);
+        acc[i * 8 + 2 * e] = fmaf(pk, vf.x, acc[i * 8 + 2 * e]);
+        acc[i * 8 + 2 * e + 1] = fmaf(pk, vf.y, acc[i * 8 + 2 * e + 1]);
+      }
+    }
+  }
+  // - CTA reduction: common max, rescaled sums.
+  m_s[tid] = m;
+  __syncthreads();
+  for (int stride = kDecodeThreads / 2; stride > 0; stride /= 2) {
+    if (tid < stride) m_s[tid] = fmaxf(m_s[tid], m_s[tid + stride]);
+    __syncthreads();
+  }
+  const float block_max = m_s[0];
+  const float scale = l > 0.0f ? expf(m - block_max) : 0.0f;
+  l_s[tid] = l * scale;
+#pragma unroll
+  for (int i = 0; i < D; ++i) red[tid][i] = acc[i] * scale;
+  __syncthreads();
+  if (tid < D) {
+    float sum = 0.0f;
+    for (int r = 0; r < kDecodeThreads; ++r) sum += red[r][tid];
+    tasks.partial_acc[static_cast<int64_t>(task) * D + tid] = sum;
+  } else if (tid == D) {
+    float sum = 0.0f;
+    for (int r = 0; r < kDecodeThreads; ++r) sum += l_s[r];
+    tasks.partial_l[task] = sum;
+    tasks.partial_m[task] = block_max;
+  }
+}
+
+// Combines a decode row's partial states; a partial with l == 0 (no key) weighs nothing.
+__global__ void MergePartialsKernel(CudaAttentionRows rows, CudaDecodeTasks tasks) {
+  const int r = blockIdx.x;
+  const int i = threadIdx.x;  // head_dim lane
+  const int p0 = tasks.row_partials[r], p1 = tasks.row_partials[r + 1];
+  float m = -FLT_MAX;
+  for (int p = p0; p < p1; ++p) {
+    if (tasks.partial_l[p] > 0.0f) m = fmaxf(m, tasks.partial_m[p]);
+  }
+  float l = 0.0f, acc = 0.0f;
+  for (int p = p0; p < p1; ++p) {
+    if (tasks.partial_l[p] <= 0.0f) continue;
+    const float w = expf(tasks.partial_m[p] - m);
+    l += tasks.partial_l[p] * w;
+    acc += tasks.partial_acc[static_cast<int64_t>(p) * D + i] * w;
+  }
+  const int t = tasks.row_token[r], h = tasks.row_head[r];
+  rows.out[static_cast<int64_t>(t) * rows.num_heads * D + h * D + i] = acc / l;
+}
+
+__global__ void AppendKvKernel(CudaKvPool pool, const float* k, const float* v, const int32_t* page,
+                               const int32_t* slot, const float* c_rel, int32_t num_heads) {
+  const int row = blockIdx.x;  // token * H + head
+  const int i = threadIdx.x;   // head_dim lane
+  const int t = row / num_heads, h = row % num_heads;
+  uint8_t* base = pool.data + static_cast<int64_t>(page[row]) * kPageBytes;
+  __nv_bfloat16* k_dst = reinterpret_cast<__nv_bfloat16*>(base);
+  __nv_bfloat16* v_dst = reinterpret_cast<__nv_bfloat16*>(base + 2LL * PS * D);
+  float* c_dst = reinterpret_cast<float*>(base + 4LL * PS * D);
+  const int64_t src = static_cast<int64_t>(t) * num_heads * D + h * D + i;
+  k_dst[slot[row] * D + i] = __float2bfloat16(k[src]);
+  v_dst[slot[row] * D + i] = __float2bfloat16(v[src]);
+  if (i == 0) c_dst[slot[row]] = c_rel[row];
+}
+
+}  // namespace
+
+cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                               const CudaPrefillTasks& tasks, cudaStream_t stream) {
+  if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
+  if (tasks.count == 0) return cudaSuccess;
+  PagedPrefillKernel<<<tasks.count, PS, 0, stream>>>(pool, rows, tasks);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                              const CudaDecodeTasks& tasks, cudaStream_t stream) {
+  if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
+  if (tasks.count == 0) return cudaSuccess;
+  PagedDecodeKernel<<<tasks.count, kDecodeThreads, 0, stream>>>(pool, rows, tasks);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  MergePartialsKernel<<<tasks.num_rows, D, 0, stream>>>(rows, tasks);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAppendKv(const CudaKvPool& pool, const float* k, const float* v,
+                           const int32_t* page, const int32_t* slot, const float* c_rel,
+                           int32_t num_tokens, int32_t num_heads, cudaStream_t stream) {
+  if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
+  if (num_tokens == 0) return cudaSuccess;
+  AppendKvKernel<<<num_tokens * num_heads, D, 0, stream>>>(pool, k, v, page, slot, c_rel, num_heads);
+  return cudaGetLastError();
+}
+
+}  // namespace kernels
+}  // namespace foxserve

@@ -1,0 +1,101 @@
+// FoX attention over the paged KV cache on the GPU: the CUDA twin of
+// kernels/cpu/paged_attention.h, correctness-first (CUDA cores, fp32 math on bf16 K/V).
+//
+// Page layout in the device pool (bytes): K [page_size][head_dim] bf16 | V [page_size][head_dim]
+// bf16 | C [page_size] fp32, C relative to the block's first token as on the CPU
+// (kernels/paged_kv.h). The work is described by task lists that the host plans with the same
+// ACP decisions as the CPU (acp_boundary.h): every query block starts at its first live key block.
+//
+//   prefill: one task = up to page_size consecutive query rows of one (sequence, head) that lie
+//            in one page of positions; one thread per row, keys staged in shared memory.
+//   decode:  one task = one query row and a range of its live key blocks (split-K); partial
+//            softmax states go to a workspace, then MergeAttentionPartials combines them.
+#ifndef FOXSERVE_KERNELS_CUDA_PAGED_ATTENTION_CUDA_H_
+#define FOXSERVE_KERNELS_CUDA_PAGED_ATTENTION_CUDA_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace foxserve {
+namespace kernels {
+
+// Supported head_dim and page size of these kernels.
+inline constexpr int kCudaHeadDim = 64;
+inline constexpr int kCudaPageSize = 64;
+
+#ifdef __CUDACC__
+#define FOXSERVE_HOST_DEVICE __host__ __device__
+#else
+#define FOXSERVE_HOST_DEVICE
+#endif
+
+FOXSERVE_HOST_DEVICE inline constexpr int64_t CudaPageBytes(int32_t page_size, int32_t head_dim) {
+  return 4LL * page_size * head_dim + 4LL * page_size;
+}
+
+struct CudaKvPool {
+  uint8_t* data = nullptr;  // [num_pages][CudaPageBytes]
+  int64_t num_pages = 0;
+  int32_t page_size = kCudaPageSize;
+  int32_t head_dim = kCudaHeadDim;
+};
+
+// Device arrays shared by both kernels. Rows are (token, head) pairs: row = token * H + head.
+struct CudaAttentionRows {
+  const int32_t* token_position = nullptr;  // [tokens] absolute position of each token
+  const int64_t* row_table = nullptr;       // [tokens * H] offset of the row's stream in pages/base
+  const int32_t* pages = nullptr;           // concatenated block tables (-1: evicted)
+  const double* block_base = nullptr;       // same indexing: absolute c of each block's first token
+  const double* row_c = nullptr;            // [tokens * H] absolute c of each query
+  const float* q = nullptr;                 // [tokens][H * head_dim]
+  float* out = nullptr;                     // [tokens][H * head_dim]
+  int32_t num_heads = 0;
+  float scale = 0.125f;
+};
+
+// Prefill tasks: task i covers rows of tokens [first_token[i], first_token[i] + num_rows[i]) of
+// head head[i], all in one page of positions, attending from key block start_block[i].
+struct CudaPrefillTasks {
+  const int32_t* first_token = nullptr;
+  const int32_t* num_rows = nullptr;
+  const int32_t* head = nullptr;
+  const int32_t* start_block = nullptr;
+  int32_t count = 0;
+};
+
+// Decode tasks: task i covers key blocks [block_begin[i], block_end[i]) of the row of token
+// token[i], head head[i]; its partial state goes to workspace slot i. Row r's partials are
+// slots [row_partials[r], row_partials[r + 1]) (a CSR over the decode rows listed in rows[]).
+struct CudaDecodeTasks {
+  const int32_t* token = nullptr;
+  const int32_t* head = nullptr;
+  const int32_t* block_begin = nullptr;
+  const int32_t* block_end = nullptr;
+  int32_t count = 0;
+  // Merge: decode rows (token, head) and their partial ranges.
+  const int32_t* row_token = nullptr;
+  const int32_t* row_head = nullptr;
+  const int32_t* row_partials = nullptr;  // [num_rows + 1]
+  int32_t num_rows = 0;
+  float* partial_m = nullptr;    // workspace [count]
+  float* partial_l = nullptr;    // workspace [count]
+  float* partial_acc = nullptr;  // workspace [count][head_dim]
+};
+
+cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                               const CudaPrefillTasks& tasks, cudaStream_t stream);
+// Runs the split-K tasks and the merge.
+cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                              const CudaDecodeTasks& tasks, cudaStream_t stream);
+
+// Writes K, V (bf16) and C of new tokens into their pages. k, v: [tokens][H * head_dim] fp32;
+// page/slot/c_rel: [tokens * H].
+cudaError_t LaunchAppendKv(const CudaKvPool& pool, const float* k, const float* v,
+                           const int32_t* page, const int32_t* slot, const float* c_rel,
+                           int32_t num_tokens, int32_t num_heads, cudaStream_t stream);
+
+}  // namespace kernels
+}  // namespace foxserve
+
+#endif  // FOXSERVE_KERNELS_CUDA_PAGED_ATTENTION_CUDA_H_
