@@ -2,6 +2,7 @@
 // the synthetic decay mix of issue 5, with the card's copy bandwidth measured in the same run.
 //
 //   attention_bench [--shapes 16x4096,4x16384,2x32768] [--heads 24] [--repeats 5]
+//                   [--decode-chunk 16]
 //
 // Decay mix: per head a decay time tau log-uniform in [1, 1e4] tokens; per token the gate logit
 // is bias(tau) + 0.5 N(0, 1) with bias(tau) = -log(expm1(1 / tau)); q and k rows have unit RMS
@@ -59,7 +60,7 @@ double Elapsed(cudaEvent_t a, cudaEvent_t b) {
 
 int Run(int argc, char** argv) {
   std::vector<Shape> shapes = {{16, 4096}, {4, 16384}, {2, 32768}};
-  int heads = 24, repeats = 5;
+  int heads = 24, repeats = 5, decode_chunk = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--shapes") {
@@ -72,6 +73,8 @@ int Run(int argc, char** argv) {
       heads = std::stoi(value);
     } else if (flag == "--repeats") {
       repeats = std::stoi(value);
+    } else if (flag == "--decode-chunk") {
+      decode_chunk = std::stoi(value);  // key blocks per split-K decode task
     }
   }
   cudaEvent_t e0, e1;
@@ -88,8 +91,8 @@ int Run(int argc, char** argv) {
     std::printf("copy bandwidth: %.0f GB/s (read + write)\n",
                 5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9);
   }
-  std::printf("%-9s %-5s %10s %10s %9s %12s %10s %9s\n", "B x T", "acp", "prefill ms", "TFLOP/s",
-              "skipped", "decode us", "GB/s live", "skipped");
+  std::printf("%-9s %-5s %10s %10s %10s %10s %9s %12s %10s %9s\n", "B x T", "acp", "simple ms",
+              "TFLOP/s", "tcore ms", "TFLOP/s", "skipped", "decode us", "GB/s live", "skipped");
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
     const int64_t B = shape.batch, T = shape.tokens, H = heads;
@@ -191,6 +194,12 @@ int Run(int argc, char** argv) {
       cudaEventRecord(e1);
       FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
       const double prefill_ms = Elapsed(e0, e1) / repeats;
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr));
+      cudaEventRecord(e0);
+      for (int r = 0; r < repeats; ++r) LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr);
+      cudaEventRecord(e1);
+      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+      const double tc_ms = Elapsed(e0, e1) / repeats;
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
 
@@ -217,7 +226,7 @@ int Run(int argc, char** argv) {
         dec_items.push_back(item);
       }
       HostAttentionTasks dtasks;
-      BuildAttentionTasks(dec_items, static_cast<int32_t>(H), PS, 8, &dtasks);
+      BuildAttentionTasks(dec_items, static_cast<int32_t>(H), PS, decode_chunk, &dtasks);
       DeviceBuffer<int32_t> dpos, dt, dh, db, de, rt, rh, rp;
       DeviceBuffer<int64_t> dtable;
       DeviceBuffer<double> dc;
@@ -248,9 +257,10 @@ int Run(int argc, char** argv) {
       const double decode_us = Elapsed(e0, e1) * 1000 / decode_repeats;
       const double live_bytes = static_cast<double>(dtasks.live_key_blocks) * CudaPageBytes(PS, D);
       const double decode_skipped = 1.0 - static_cast<double>(dtasks.live_key_blocks) / (B * H * blocks);
-      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %8.1f%% %12.1f %10.0f %8.1f%%\n",
+      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %8.1f%% %12.1f %10.0f %8.1f%%\n",
                   static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
-                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, 100 * prefill_skipped, decode_us,
+                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, tc_ms,
+                  flops / (tc_ms * 1e-3) / 1e12, 100 * prefill_skipped, decode_us,
                   live_bytes / (decode_us * 1e-6) / 1e9, 100 * decode_skipped);
       std::fflush(stdout);
     }

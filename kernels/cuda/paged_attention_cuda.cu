@@ -157,17 +157,12 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
   float m = -FLT_MAX, l = 0.0f;
   const int key_begin = tasks.block_begin[task] * PS;
   const int key_end = min(tasks.block_end[task] * PS, pos + 1);
-  for (int key = key_begin + tid; key < key_end; key += kDecodeThreads) {
-    const int b = key / PS, slot = key % PS;
-    const int32_t page_id = pages[b];
-    if (page_id < 0) __trap();
-    const PagePointers p = Page(pool, page_id);
-    const uint4* k_row = reinterpret_cast<const uint4*>(p.k + slot * D);
+  // Two keys per iteration, both rows loaded before either is used: more bytes in flight.
+  auto process = [&](const uint4 (&k_row)[D / 8], const uint4 (&v_row)[D / 8], float decay) {
     float dot = 0.0f;
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      const uint4 packed = k_row[i];
-      const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&packed);
+      const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&k_row[i]);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float2 kf = __bfloat1622float2(k2[e]);
@@ -175,7 +170,7 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
         dot = fmaf(q_s[i * 8 + 2 * e + 1], kf.y, dot);
       }
     }
-    const float s = dot * rows.scale + (static_cast<float>(c_q - base[b]) - p.c[slot]);
+    const float s = dot * rows.scale + decay;
     if (s > m) {
       const float rescale = expf(m - s);
       l *= rescale;
@@ -185,11 +180,9 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
     }
     const float pk = expf(s - m);
     l += pk;
-    const uint4* v_row = reinterpret_cast<const uint4*>(p.v + slot * D);
 #pragma unroll
     for (int i = 0; i < D / 8; ++i) {
-      const uint4 packed = v_row[i];
-      const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&packed);
+      const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&v_row[i]);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float2 vf = __bfloat1622float2(v2[e]);
@@ -197,6 +190,35 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
         acc[i * 8 + 2 * e + 1] = fmaf(pk, vf.y, acc[i * 8 + 2 * e + 1]);
       }
     }
+  };
+  auto load = [&](int key, uint4 (&k_row)[D / 8], uint4 (&v_row)[D / 8], float* decay) {
+    const int b = key / PS, slot = key % PS;
+    const int32_t page_id = pages[b];
+    if (page_id < 0) __trap();
+    const PagePointers p = Page(pool, page_id);
+    const uint4* k_src = reinterpret_cast<const uint4*>(p.k + slot * D);
+    const uint4* v_src = reinterpret_cast<const uint4*>(p.v + slot * D);
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) {
+      k_row[i] = k_src[i];
+      v_row[i] = v_src[i];
+    }
+    *decay = static_cast<float>(c_q - base[b]) - p.c[slot];
+  };
+  int key = key_begin + tid;
+  for (; key + kDecodeThreads < key_end; key += 2 * kDecodeThreads) {
+    uint4 k0[D / 8], v0[D / 8], k1[D / 8], v1[D / 8];
+    float d0, d1;
+    load(key, k0, v0, &d0);
+    load(key + kDecodeThreads, k1, v1, &d1);
+    process(k0, v0, d0);
+    process(k1, v1, d1);
+  }
+  if (key < key_end) {
+    uint4 k0[D / 8], v0[D / 8];
+    float d0;
+    load(key, k0, v0, &d0);
+    process(k0, v0, d0);
   }
   // - CTA reduction: common max, rescaled sums.
   m_s[tid] = m;

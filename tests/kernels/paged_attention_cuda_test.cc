@@ -117,7 +117,8 @@ Batch MakeBatch(const std::vector<Sequence>& seqs, std::mt19937& rng) {
 
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
-double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int64_t* skipped) {
+double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int64_t* skipped,
+               bool tensor_core = false) {
   const int H = b.H;
   const int64_t tokens = static_cast<int64_t>(b.token_position.size());
   std::vector<AttentionItem> items;
@@ -211,7 +212,8 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
                          static_cast<int32_t>(host.decode_token.size()), rt.get(), rh.get(),
                          rp.get(), static_cast<int32_t>(host.row_token.size()), pm.get(), pl.get(),
                          pacc.get()};
-  FOXSERVE_CUDA_CHECK(LaunchPagedPrefill(pool, rows, prefill, nullptr));
+  FOXSERVE_CUDA_CHECK(tensor_core ? LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr)
+                                  : LaunchPagedPrefill(pool, rows, prefill, nullptr));
   FOXSERVE_CUDA_CHECK(LaunchPagedDecode(pool, rows, decode, nullptr));
   FOXSERVE_CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<float> gpu_out = out.Download();
@@ -264,6 +266,30 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
   }
   EXPECT_LT(worst, 2e-3) << "same bf16 inputs: only fp32 rounding may differ";
   EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
+}
+
+// The tensor-core prefill rounds Q and the probabilities to bf16: within 2e-2 of the twin.
+TEST(PagedAttentionCudaTest, TensorCorePrefillMatchesTheCpuTwin) {
+  const char* why = nullptr;
+  if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
+  std::mt19937 rng(8);
+  int64_t skipped = 0;
+  double worst = 0;
+  const std::vector<std::vector<Sequence>> prefills = {
+      {{1, 0, 0.0}, {63, 0, 0.01}, {64, 0, 0.5}, {65, 0, 5.0}},
+      {{1020, 0, 0.05}, {2098, 2098 - 700, 2.0}, {300, 17, -1}},
+      {{700, 0, 0.0}, {129, 64, 3.0}},
+  };
+  for (const auto& seqs : prefills) {
+    const Batch b = MakeBatch(seqs, rng);
+    for (double log_eps : {0.0, -10.0, -2.0}) {
+      const double e = Compare(b, log_eps, 16, &skipped, /*tensor_core=*/true);
+      printf("[ measured ] tensor-core prefill, log eps %g: worst row relative error %.3g\n",
+             log_eps, e);
+      worst = std::max(worst, e);
+    }
+  }
+  EXPECT_LT(worst, 2e-2);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
-// Prefill and decode throughput of the CPU engine, ACP on and off, printed as a table.
+// Prefill and decode throughput of the engine on a backend, ACP on and off, as a table.
 //
-//   cpu_engine_bench [--model DIR]... [--prompt-tokens N] [--decode-tokens N] [--batch B]
-//                    [--threads T] [--repeats R]
+//   engine_bench [--device cpu|cuda] [--model DIR,...] [--prompt-tokens N] [--decode-tokens N]
+//                [--batch B] [--threads T] [--repeats R]
 //
 // Prefill: one sequence of N random tokens, one chunk. Decode: B sequences advanced together,
 // one token each per step, after a prompt of N tokens. Times are the median of R repeats.
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
-#include "engine/cpu_backend.h"
+#include "engine/backend_factory.h"
 #include "engine/kv_block_manager.h"
 #include "engine/sequence_runner.h"
 #include "models/status_macros.h"
@@ -39,15 +39,17 @@ struct Result {
   double skipped_ratio = 0;
 };
 
-absl::StatusOr<Result> Measure(const std::string& model_dir, bool acp, int64_t prompt,
-                               int64_t decode, int64_t batch, int threads, int repeats) {
-  engine::CpuBackendOptions options;
+absl::StatusOr<Result> Measure(const std::string& device, const std::string& model_dir, bool acp,
+                               int64_t prompt, int64_t decode, int64_t batch, int threads,
+                               int repeats) {
+  engine::BackendOptions options;
+  options.device = device;
   options.num_threads = threads;
   options.acp.enabled = acp;
   FOXSERVE_ASSIGN_OR_RETURN(models::FoxConfig config, models::LoadFoxConfig(model_dir));
   const int64_t total = prompt + decode;
   options.num_pages = batch * config.num_hidden_layers * config.num_heads * (total / 64 + 2);
-  FOXSERVE_ASSIGN_OR_RETURN(auto backend, engine::CpuBackend::Load(model_dir, options));
+  FOXSERVE_ASSIGN_OR_RETURN(auto backend, engine::LoadBackend(model_dir, options));
   engine::KvBlockManager blocks(backend->num_pages());
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(config.vocab_size - 1));
@@ -95,7 +97,7 @@ absl::StatusOr<Result> Measure(const std::string& model_dir, bool acp, int64_t p
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   auto cl = server::CommandLine::Parse(
-      args, {"model", "prompt-tokens", "decode-tokens", "batch", "threads", "repeats"});
+      args, {"device", "model", "prompt-tokens", "decode-tokens", "batch", "threads", "repeats"});
   if (!cl.ok()) {
     std::fprintf(stderr, "%s\n", cl.status().ToString().c_str());
     return 2;
@@ -108,12 +110,14 @@ int Main(int argc, char** argv) {
   const int64_t batch = cl->Int("batch", 8, 1, 4096).value_or(8);
   const int threads = static_cast<int>(cl->Int("threads", 0, 0, 1024).value_or(0));
   const int repeats = static_cast<int>(cl->Int("repeats", 3, 1, 100).value_or(3));
+  const std::string device = cl->GetOr("device", "cpu");
+  std::printf("device %s\n", device.c_str());
   std::printf("%-34s %-4s %10s %14s %14s %12s\n", "model", "acp", "prompt", "prefill tok/s",
               "decode tok/s", "skipped");
   for (const std::string& model : models) {
     double dense_prefill = 0, dense_decode = 0;
     for (bool acp : {false, true}) {
-      auto r = Measure(model, acp, prompt, decode, batch, threads, repeats);
+      auto r = Measure(device, model, acp, prompt, decode, batch, threads, repeats);
       if (!r.ok()) {
         std::fprintf(stderr, "%s: %s\n", model.c_str(), r.status().ToString().c_str());
         return 1;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# On the device machine (from the repository root, with the binaries and their libraries in
+# .device/bin, built here and carried): the GPU tests, compute-sanitizer on the attention test,
+# the attention benchmark against SDPA and the reference Triton kernel, and the end-to-end
+# engine benchmark on a 760M-shaped FoX (Pro). Logs go to $OUT.
+set -uo pipefail
+out="${OUT:-/tmp/out}"
+mkdir -p "$out"
+# The test binaries look for the repository where it was built.
+mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
+cublas="$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '*/proc/*' 2>/dev/null | head -1)")"
+export LD_LIBRARY_PATH=".device/bin:$cublas"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/card.txt"
+step() {  # name seconds command...
+  local name="$1" seconds="$2"
+  shift 2
+  echo "=== $name"
+  timeout "$seconds" "$@" > "$out/$name.txt" 2>&1
+  echo "exit $?" >> "$out/$name.txt"
+  tail -n "${TAIL:-6}" "$out/$name.txt"
+}
+step gpu_tests 240 bash -c '.device/bin/rms_norm_cuda_test && .device/bin/paged_attention_cuda_test && .device/bin/cuda_backend_test'
+TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 16
+TAIL=10 step attention_bench_chunk32 200 .device/bin/attention_bench --decode-chunk 32
+[ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref
+step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 .device/bin/paged_attention_cuda_test
+step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m
+TAIL=12 step engine_bench 300 .device/bin/engine_bench --device cuda --model /tmp/fox760m --prompt-tokens 8192 --decode-tokens 32 --batch 4 --repeats 1

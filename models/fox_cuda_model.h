@@ -1,0 +1,60 @@
+// The FoX forward pass on the GPU (bf16 weights and KV pages, fp32 activations and
+// accumulation): the CUDA twin of models/fox_model.h, behind a header free of CUDA types so the
+// engine can hold it. The host keeps the sequences' block tables and c metadata
+// (SequenceKvState), exactly as for the CPU forward, and plans ACP with the same code
+// (acp_stream_plan.h); K/V pages, weights and activations live on the device.
+//
+// Correctness-first version: one host synchronization per layer (the forget-gate logits and
+// q/k norms come back for the planning); attention on CUDA cores; matrix products through
+// cuBLASLt. Requires head_dim 64 and pages of 64 tokens.
+//
+// Thread-safety: Forward and PoisonPages from one thread at a time (the scheduler loop).
+#ifndef FOXSERVE_MODELS_FOX_CUDA_MODEL_H_
+#define FOXSERVE_MODELS_FOX_CUDA_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "models/fox_model.h"
+#include "models/fox_weights.h"
+
+namespace foxserve {
+namespace models {
+
+// Whether a CUDA device can be used; `why` says why not.
+bool CudaDeviceAvailable(std::string* why);
+
+class FoxCudaModel {
+ public:
+  // Uploads the weights (as bf16) and allocates a KV pool of num_pages pages of 64 tokens.
+  static absl::StatusOr<std::unique_ptr<FoxCudaModel>> Create(std::unique_ptr<FoxWeights> weights,
+                                                              int64_t num_pages);
+  ~FoxCudaModel();
+
+  const FoxConfig& config() const;
+  const std::vector<double>& logit_bounds() const;
+  int32_t page_size() const;
+  int64_t page_bytes() const;
+  int64_t num_pages() const;
+  // Pages that fit in `bytes` of device memory for this model.
+  static int64_t PagesForBytes(const FoxConfig& config, int64_t bytes);
+
+  // As FoxModel::Forward.
+  absl::Status Forward(absl::Span<const ForwardItem> items, const AcpOptions& acp,
+                       std::vector<float>* logits);
+  void PoisonPages(absl::Span<const int32_t> pages);
+
+ private:
+  struct Impl;
+  explicit FoxCudaModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace models
+}  // namespace foxserve
+
+#endif  // FOXSERVE_MODELS_FOX_CUDA_MODEL_H_
