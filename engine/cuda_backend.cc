@@ -53,6 +53,12 @@ void CudaBackend::PoisonPages(absl::Span<const int32_t> pages) { model_->PoisonP
 
 #else  // no CUDA in this build
 
+}  // namespace engine
+namespace models {
+class FoxCudaModel {};  // never constructed: Load refuses first
+}  // namespace models
+namespace engine {
+
 bool CudaBackendAvailable(std::string* why) {
   if (why != nullptr) *why = "this build has no CUDA backend (configured with FOXSERVE_CUDA off or no nvcc)";
   return false;
