@@ -1,7 +1,7 @@
 // How many long sequences fit a fixed KV budget, with ACP eviction off and on (issue 6), and the
 // decode throughput they reach. Runs the engine (scheduler, paged cache, eviction) directly.
 //
-//   capacity_bench --model DIR [--device cuda] [--prompt-tokens 16384] [--new-tokens 64]
+//   capacity_bench --model DIR [--device cpu|cuda|auto] [--prompt-tokens 16384] [--new-tokens 64]
 //                  [--requests 16] [--kv-bytes BYTES] [--max-batch-tokens 16384]
 //
 // All requests are submitted at once; the scheduler admits what the pool holds (a request needs
@@ -48,7 +48,7 @@ class NullSink : public engine::RequestSink {
 };
 
 int Main(int argc, char** argv) {
-  std::string model, device = "cuda";
+  std::string model, device = "auto";
   int64_t prompt = 16384, new_tokens = 64, requests = 16, kv_bytes = int64_t{20} << 30;
   int64_t max_batch_tokens = 16384;
   for (int i = 1; i + 1 < argc; i += 2) {
