@@ -75,6 +75,39 @@ int64_t Engine::num_evicted_pages() const {
   return n;
 }
 
+std::vector<RequestKvReport> Engine::InspectKv(const std::string& request_id) const {
+  std::vector<RequestKvReport> reports;
+  for (const auto& [id, seq] : sequences_) {
+    if (!request_id.empty() && seq->request.request_id != request_id) continue;
+    const models::SequenceKvState& kv = *seq->kv;
+    RequestKvReport r;
+    r.engine_id = id;
+    r.request_id = seq->request.request_id;
+    r.running = seq->status == SequenceStatus::kRunning;
+    r.num_tokens = seq->num_tokens();
+    r.num_cached = kv.num_tokens;
+    r.max_total_tokens = kv.max_total_tokens;
+    for (int64_t layer = 0; layer < kv.num_layers; ++layer) {
+      for (int64_t head = 0; head < kv.num_heads; ++head) {
+        const models::KvStream& s = kv.stream(layer, head);
+        StreamKvReport sr;
+        sr.layer = static_cast<int32_t>(layer);
+        sr.head = static_cast<int32_t>(head);
+        sr.blocks = static_cast<int64_t>(s.pages.size());
+        sr.evicted = s.num_evicted;
+        // The pointer may run ahead of the table only on an empty stream.
+        const int64_t dead = std::min<int64_t>(s.first_live_block, sr.blocks);
+        sr.dead_resident = dead - s.num_evicted;
+        sr.live = sr.blocks - dead;
+        r.pages_held += sr.blocks - sr.evicted;
+        r.streams.push_back(sr);
+      }
+    }
+    reports.push_back(std::move(r));
+  }
+  return reports;
+}
+
 absl::Status Engine::Validate(const GenerationRequest& r) const {
   const models::FoxConfig& config = backend_->config();
   const int64_t vocab = config.vocab_size;

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "engine/engine_observer.h"
 #include "engine/kv_block_manager.h"
+#include "engine/kv_report.h"
 #include "engine/model_backend.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
@@ -63,6 +64,9 @@ class Engine {
   int64_t page_bytes() const { return backend_->page_bytes(); }
   // Pages that ACP eviction has freed from the sequences in the engine.
   int64_t num_evicted_pages() const;
+  // The cache of every request in the engine whose client request_id is `request_id` (several
+  // requests may share one), or of every request when it is empty.
+  std::vector<RequestKvReport> InspectKv(const std::string& request_id) const;
   const EngineOptions& options() const { return options_; }
   // False once a forward pass failed: every request was failed and no new one is accepted.
   bool healthy() const { return healthy_; }

@@ -52,6 +52,21 @@ void ThreadedEngine::Abort(uint64_t id) {
   wake_.notify_one();
 }
 
+void ThreadedEngine::InspectKv(std::string request_id, KvReportCallback done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stop_) {
+      inspections_.emplace_back(std::move(request_id), std::move(done));
+      done = nullptr;
+    }
+  }
+  if (done) {
+    done({});
+    return;
+  }
+  wake_.notify_one();
+}
+
 void ThreadedEngine::StopAccepting() { accepting_.store(false); }
 
 bool ThreadedEngine::Drain(Clock::time_point deadline) {
@@ -77,12 +92,13 @@ void ThreadedEngine::Loop() {
   for (;;) {
     std::vector<Submission> incoming;
     std::vector<uint64_t> aborts;
+    std::vector<std::pair<std::string, KvReportCallback>> inspections;
     absl::Status cancel_all;
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] {
-        return stop_ || !incoming_.empty() || !aborts_.empty() || !cancel_all_.ok() ||
-               engine_->has_work();
+        return stop_ || !incoming_.empty() || !aborts_.empty() || !inspections_.empty() ||
+               !cancel_all_.ok() || engine_->has_work();
       });
       if (stop_) break;
       // Until the next Publish these wait in the scheduler: keep them in the queue count that
@@ -90,6 +106,7 @@ void ThreadedEngine::Loop() {
       waiting_.fetch_add(static_cast<int64_t>(incoming_.size()));
       incoming.swap(incoming_);
       aborts.swap(aborts_);
+      inspections.swap(inspections_);
       cancel_all = std::exchange(cancel_all_, absl::OkStatus());
     }
     for (Submission& s : incoming) {
@@ -103,6 +120,8 @@ void ThreadedEngine::Loop() {
       }
     }
     for (uint64_t id : aborts) engine_->Abort(id, absl::CancelledError("cancelled by the client"));
+    // Before the step: a request that is running now is still in the engine to be seen.
+    for (auto& [request_id, done] : inspections) done(engine_->InspectKv(request_id));
     if (!cancel_all.ok()) engine_->AbortAll(cancel_all);
     if (engine_->has_work()) (void)engine_->Step([this] { Publish(); });
     Publish();
@@ -113,6 +132,12 @@ void ThreadedEngine::Loop() {
     changed_.notify_all();
   }
   engine_->AbortAll(absl::UnavailableError("the server is shutting down"));
+  std::vector<std::pair<std::string, KvReportCallback>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(inspections_);
+  }
+  for (auto& [request_id, done] : left) done({});
   in_flight_.store(0);
   changed_.notify_all();
 }

@@ -8,9 +8,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -34,6 +36,10 @@ class ThreadedEngine {
   // Cancels a request (idempotent; unknown or finished ids are ignored). Its pages are freed
   // before the next step runs.
   void Abort(uint64_t id);
+  // Calls `done` on the engine thread, between two steps, with Engine::InspectKv(request_id); with
+  // an empty list if the engine stops first. `done` must not block.
+  using KvReportCallback = std::function<void(std::vector<RequestKvReport>)>;
+  void InspectKv(std::string request_id, KvReportCallback done);
   // New submissions get Unavailable from now on.
   void StopAccepting();
   // Waits until no request is in flight or `deadline` passes, then cancels what is left with
@@ -72,6 +78,7 @@ class ThreadedEngine {
   std::condition_variable changed_;  // drainers: in-flight count changed
   std::vector<Submission> incoming_;
   std::vector<uint64_t> aborts_;
+  std::vector<std::pair<std::string, KvReportCallback>> inspections_;
   bool stop_ = false;
   absl::Status cancel_all_;  // set by Drain: cancel everything with this status
 

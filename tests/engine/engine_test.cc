@@ -348,6 +348,62 @@ TEST_F(EngineTest, EvictionFitsMoreSequencesInTheSamePool) {
   EXPECT_EQ(tokens[true], tokens[false]);
 }
 
+// The per-(layer, head) cache report of a running request: on the model whose head 0 forgets
+// about 2 nats per token and head 1 about 0.007, head 0 of every layer has most of its blocks
+// dead after 1000 tokens and head 1 none (its decay over 1000 tokens is e^-7, far above the
+// threshold); with eviction the dead blocks are gone from the pool, without it they stay.
+TEST_F(EngineTest, KvReportShowsDeadAndEvictedBlocksPerHead) {
+  ScratchDir dir;
+  WriteFastForgettingModel("fox-pro-tiny", dir.path());
+  backend_ = LoadBackend(dir.path(), true, /*num_pages=*/4 * 40);
+  max_model_len_ = 2048;
+  for (bool evict : {false, true}) {
+    auto e = MakeEngine(/*max_batch_tokens=*/512, /*max_seqs=*/4, evict);
+    GenerationRequest probe = Request(1000, 200, 3, false);
+    probe.request_id = "probe";
+    GenerationRequest other = Request(100, 200, 4, false);
+    other.request_id = "other";
+    auto sink = std::make_shared<CollectingSink>();
+    ASSERT_TRUE(e->Add(1, probe, sink).ok());
+    ASSERT_TRUE(e->Add(2, other, std::make_shared<CollectingSink>()).ok());
+    while (sink->tokens.size() < 20) ASSERT_TRUE(e->Step().ok());
+
+    EXPECT_TRUE(e->InspectKv("nobody").empty());
+    EXPECT_EQ(e->InspectKv("").size(), 2u);
+    const std::vector<engine::RequestKvReport> reports = e->InspectKv("probe");
+    ASSERT_EQ(reports.size(), 1u);
+    const engine::RequestKvReport& r = reports[0];
+    EXPECT_EQ(r.engine_id, 1u);
+    EXPECT_TRUE(r.running);
+    EXPECT_EQ(r.num_tokens, 1000 + static_cast<int64_t>(sink->tokens.size()));
+    EXPECT_EQ(r.max_total_tokens, 1200);
+    ASSERT_EQ(r.streams.size(), 4u);  // 2 layers x 2 heads
+    int64_t evicted = 0;
+    for (const engine::StreamKvReport& s : r.streams) {
+      SCOPED_TRACE(::testing::Message() << "layer " << s.layer << " head " << s.head);
+      EXPECT_GE(s.blocks, (r.num_cached + backend_->page_size() - 1) / backend_->page_size());
+      EXPECT_EQ(s.live + s.dead_resident + s.evicted, s.blocks);
+      if (s.head == 0) {
+        EXPECT_GE(s.dead_resident + s.evicted, s.blocks - 2);  // a block or two at the front
+        EXPECT_EQ(s.evicted > 0, evict);
+        if (evict) {
+          EXPECT_EQ(s.dead_resident, 0);
+        }
+      } else {
+        EXPECT_EQ(s.live, s.blocks);
+      }
+      evicted += s.evicted;
+    }
+    // With the other request's, these are the pool's used pages and the engine's evicted ones.
+    const engine::RequestKvReport o = e->InspectKv("other")[0];
+    for (const engine::StreamKvReport& s : o.streams) evicted += s.evicted;
+    EXPECT_EQ(evicted, e->num_evicted_pages());
+    EXPECT_EQ(r.pages_held + o.pages_held, e->blocks().num_pages_used());
+    e->AbortAll(absl::CancelledError("test"));
+    EXPECT_EQ(e->blocks().num_pages_free(), e->blocks().num_pages_total());
+  }
+}
+
 // Hundreds of random requests with random aborts: every page comes back.
 TEST_F(EngineTest, RandomRequestsWithAbortsLeakNothing) {
   backend_ = LoadBackend(golden_.model_dir, true, /*num_pages=*/4 * 6);  // 384 tokens

@@ -149,6 +149,45 @@ TEST_F(ThreadedEngineTest, AbortFreesPagesAndEndsTheStream) {
   e->Abort(99999);
 }
 
+// InspectKv answers from the engine thread while a request streams; an unknown request_id gets
+// an empty answer, not none.
+TEST_F(ThreadedEngineTest, InspectKvAnswersWhileARequestRuns) {
+  auto e = Make(100);
+  auto sink = std::make_shared<WaitingSink>();
+  GenerationRequest r = Greedy(0, 800);
+  r.request_id = "watched";
+  auto id = e->Submit(r, sink);
+  ASSERT_TRUE(id.ok());
+  for (int i = 0; i < 2000 && sink->outputs() < 3; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::vector<engine::RequestKvReport>> answers;
+  auto collect = [&](std::vector<engine::RequestKvReport> reports) {
+    std::lock_guard<std::mutex> lock(mu);
+    answers.push_back(std::move(reports));
+    cv.notify_all();
+  };
+  e->InspectKv("watched", collect);
+  e->InspectKv("someone else", collect);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return answers.size() == 2; }));
+  }
+  ASSERT_EQ(answers[0].size(), 1u);
+  const engine::RequestKvReport& report = answers[0][0];
+  EXPECT_EQ(report.engine_id, *id);
+  EXPECT_TRUE(report.running);
+  EXPECT_GE(report.num_tokens, static_cast<int64_t>(r.prompt.size()) + 3);
+  const models::FoxConfig& config = backend_->config();
+  EXPECT_EQ(report.streams.size(), static_cast<size_t>(config.num_hidden_layers * config.num_heads));
+  EXPECT_GT(report.pages_held, 0);
+  EXPECT_TRUE(answers[1].empty());
+  e->Abort(*id);
+  sink->Wait();
+}
+
 TEST_F(ThreadedEngineTest, DrainRefusesNewWorkAndCancelsAtTheDeadline) {
   auto e = Make(100);
   auto short_sink = std::make_shared<WaitingSink>();
