@@ -15,14 +15,19 @@ step() {  # name seconds command...
   local name="$1" seconds="$2"
   shift 2
   echo "=== $name"
+  local t0=$SECONDS
   timeout "$seconds" "$@" > "$out/$name.txt" 2>&1
-  echo "exit $?" >> "$out/$name.txt"
+  echo "exit $? after $((SECONDS - t0)) s" >> "$out/$name.txt"
   tail -n "${TAIL:-6}" "$out/$name.txt"
 }
-step gpu_tests 240 bash -c '.device/bin/rms_norm_cuda_test && .device/bin/paged_attention_cuda_test && .device/bin/cuda_backend_test'
+step gpu_tests 240 bash -c '.device/bin/rms_norm_cuda_test; .device/bin/paged_attention_cuda_test; .device/bin/cuda_backend_test'
 TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 16
-TAIL=10 step attention_bench_chunk32 200 .device/bin/attention_bench --decode-chunk 32
 [ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref
-step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 .device/bin/paged_attention_cuda_test
+step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
+  .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*' 
 step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m
-TAIL=12 step engine_bench 300 .device/bin/engine_bench --device cuda --model /tmp/fox760m --prompt-tokens 8192 --decode-tokens 32 --batch 4 --repeats 1
+# The engine with each tensor-core prefill kernel (FOXSERVE_PREFILL_KERNEL), same process setup.
+for kernel in wmma mma; do
+  FOXSERVE_PREFILL_KERNEL=$kernel TAIL=6 step engine_bench_$kernel 300 .device/bin/engine_bench \
+    --device cuda --model /tmp/fox760m --prompt-tokens 8192 --decode-tokens 32 --batch 4 --repeats 1
+done

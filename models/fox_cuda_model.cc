@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/elementwise.h"
@@ -78,6 +80,9 @@ struct FoxCudaModel::Impl {
   int64_t num_pages = 0;
   cudaStream_t stream = nullptr;
   std::unique_ptr<kernels::CublasLtGemm> gemm;
+  // Which tensor-core prefill runs: the WMMA kernel or the register-resident mma.sync one
+  // (FOXSERVE_PREFILL_KERNEL=wmma|mma, read once at load: an A/B switch for benchmarks).
+  bool mma_prefill = false;
 
   // Scratch, grown as needed.
   DeviceBuffer<int32_t> ids, token_item, item_first, item_last, positions, rows_sel;
@@ -130,6 +135,13 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->config = c;
   impl->ip = w->in_proj;
   impl->logit_bounds = ComputeLogitBounds(*w);
+  if (const char* kernel = std::getenv("FOXSERVE_PREFILL_KERNEL"); kernel != nullptr) {
+    if (std::strcmp(kernel, "wmma") != 0 && std::strcmp(kernel, "mma") != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FOXSERVE_PREFILL_KERNEL must be mma or wmma, got \"", kernel, "\""));
+    }
+    impl->mma_prefill = std::strcmp(kernel, "mma") == 0;
+  }
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamCreate(&impl->stream), "cudaStreamCreate"));
   impl->gemm = std::make_unique<kernels::CublasLtGemm>();
   for (FoxLayerWeights& lw : w->layers) {
@@ -395,7 +407,9 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   kernels::CudaPrefillTasks prefill{pf.get(), pn.get(), ph.get(), pst.get(),
                                     static_cast<int32_t>(tasks.prefill_first_token.size())};
   FOXSERVE_RETURN_IF_ERROR(
-      Check(kernels::LaunchPagedPrefillTensorCore(kv, rows, prefill, stream), "prefill attention"));
+      Check(mma_prefill ? kernels::LaunchPagedPrefillMma(kv, rows, prefill, stream)
+                        : kernels::LaunchPagedPrefillTensorCore(kv, rows, prefill, stream),
+            "prefill attention"));
   if (!tasks.decode_token.empty()) {
     dt.Upload(tasks.decode_token, stream);
     dh.Upload(tasks.decode_head, stream);

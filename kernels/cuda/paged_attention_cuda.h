@@ -90,6 +90,11 @@ cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& 
 // are rounded to bf16, so it agrees with the fp32 twin to about 1e-2 rather than 1e-6.
 cudaError_t LaunchPagedPrefillTensorCore(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                          const CudaPrefillTasks& tasks, cudaStream_t stream);
+// The same prefill with the FlashAttention-2 dataflow (mma.sync m16n8k16, ldmatrix, cp.async
+// double buffering of the next live page): S, P and O stay in registers. Same bf16 rounding of Q
+// and P as the WMMA kernel.
+cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                                  const CudaPrefillTasks& tasks, cudaStream_t stream);
 // Runs the split-K tasks and the merge.
 cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& rows,
                               const CudaDecodeTasks& tasks, cudaStream_t stream);

@@ -115,10 +115,12 @@ Batch MakeBatch(const std::vector<Sequence>& seqs, std::mt19937& rng) {
   return b;
 }
 
+enum class PrefillKernel { kSimple, kWmma, kMma };
+
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
 double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int64_t* skipped,
-               bool tensor_core = false) {
+               PrefillKernel kernel = PrefillKernel::kSimple) {
   const int H = b.H;
   const int64_t tokens = static_cast<int64_t>(b.token_position.size());
   std::vector<AttentionItem> items;
@@ -212,8 +214,17 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
                          static_cast<int32_t>(host.decode_token.size()), rt.get(), rh.get(),
                          rp.get(), static_cast<int32_t>(host.row_token.size()), pm.get(), pl.get(),
                          pacc.get()};
-  FOXSERVE_CUDA_CHECK(tensor_core ? LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr)
-                                  : LaunchPagedPrefill(pool, rows, prefill, nullptr));
+  switch (kernel) {
+    case PrefillKernel::kSimple:
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefill(pool, rows, prefill, nullptr));
+      break;
+    case PrefillKernel::kWmma:
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr));
+      break;
+    case PrefillKernel::kMma:
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillMma(pool, rows, prefill, nullptr));
+      break;
+  }
   FOXSERVE_CUDA_CHECK(LaunchPagedDecode(pool, rows, decode, nullptr));
   FOXSERVE_CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<float> gpu_out = out.Download();
@@ -268,8 +279,10 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
   EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
 }
 
-// The tensor-core prefill rounds Q and the probabilities to bf16: within 2e-2 of the twin.
-TEST(PagedAttentionCudaTest, TensorCorePrefillMatchesTheCpuTwin) {
+// The tensor-core prefills round Q and the probabilities to bf16: within 2e-2 of the twin.
+class TensorCorePrefillTest : public ::testing::TestWithParam<PrefillKernel> {};
+
+TEST_P(TensorCorePrefillTest, MatchesTheCpuTwin) {
   const char* why = nullptr;
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
   std::mt19937 rng(8);
@@ -283,14 +296,21 @@ TEST(PagedAttentionCudaTest, TensorCorePrefillMatchesTheCpuTwin) {
   for (const auto& seqs : prefills) {
     const Batch b = MakeBatch(seqs, rng);
     for (double log_eps : {0.0, -10.0, -2.0}) {
-      const double e = Compare(b, log_eps, 16, &skipped, /*tensor_core=*/true);
-      printf("[ measured ] tensor-core prefill, log eps %g: worst row relative error %.3g\n",
-             log_eps, e);
+      const double e = Compare(b, log_eps, 16, &skipped, GetParam());
+      printf("[ measured ] %s prefill, log eps %g: worst row relative error %.3g\n",
+             GetParam() == PrefillKernel::kWmma ? "wmma" : "mma", log_eps, e);
       worst = std::max(worst, e);
     }
   }
   EXPECT_LT(worst, 2e-2);
+  EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
 }
+
+INSTANTIATE_TEST_SUITE_P(Kernels, TensorCorePrefillTest,
+                         ::testing::Values(PrefillKernel::kWmma, PrefillKernel::kMma),
+                         [](const ::testing::TestParamInfo<PrefillKernel>& info) {
+                           return std::string(info.param == PrefillKernel::kWmma ? "Wmma" : "Mma");
+                         });
 
 }  // namespace
 }  // namespace kernels
