@@ -143,7 +143,9 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
     impl->mma_prefill = std::strcmp(kernel, "mma") == 0;
   }
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamCreate(&impl->stream), "cudaStreamCreate"));
-  impl->gemm = std::make_unique<kernels::CublasLtGemm>();
+  const kernels::CublasLtLibrary* cublaslt = kernels::OpenCublasLt(&why);
+  if (cublaslt == nullptr) return absl::FailedPreconditionError(why);
+  impl->gemm = std::make_unique<kernels::CublasLtGemm>(cublaslt);
   for (FoxLayerWeights& lw : w->layers) {
     Impl::Layer layer;
     layer.attn_norm = ToDevice(lw.attn_norm);

@@ -9,12 +9,15 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/cublaslt_library.h"
+
 namespace foxserve {
 namespace kernels {
 
 class CublasLtGemm {
  public:
-  CublasLtGemm();
+  // `lib` from OpenCublasLt, not null.
+  explicit CublasLtGemm(const CublasLtLibrary* lib);
   ~CublasLtGemm();
   CublasLtGemm(const CublasLtGemm&) = delete;
   CublasLtGemm& operator=(const CublasLtGemm&) = delete;
@@ -24,6 +27,7 @@ class CublasLtGemm {
                      const __nv_bfloat16* w, int64_t n, float* y, int64_t ldy, cudaStream_t stream);
 
  private:
+  const CublasLtLibrary* lib_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32 << 20;
