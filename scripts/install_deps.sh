@@ -9,11 +9,17 @@ packages=(
   libabsl-dev libsentencepiece-dev sentencepiece prometheus-cpp-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libicu-dev
   python3
+  prometheus
 )
 # Node.js runs the independent GPT-2 tokenizer the tests compare against; keep a newer one
 # that is already installed rather than replacing it with Debian's.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+# The deployment tests (tests/deploy) render the Kubernetes manifests with `kubectl kustomize`
+# and run Prometheus and promtool (the prometheus package, above). Debian's kubectl comes in
+# kubernetes-client; a kubectl already installed (such as the Google Cloud SDK's, which owns
+# /usr/bin/kubectl and would conflict with it) is kept: the manifests render with both.
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 
 missing=()
 for p in "${packages[@]}"; do

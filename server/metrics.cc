@@ -52,7 +52,7 @@ class ServerMetrics::EngineGauges : public prometheus::Collectable {
               engine_->num_in_flight()),
         Gauge("foxserve_kv_blocks_used", "KV cache pages (one head, 64 tokens) in use.", used),
         Gauge("foxserve_kv_blocks_free", "KV cache pages free.", total - used),
-        Gauge("foxserve_kv_blocks_total", "KV cache pages in the pool.", total),
+        Gauge("foxserve_kv_blocks_capacity", "KV cache pages in the pool.", total),
         Gauge("foxserve_kv_usage_ratio", "Fraction of KV cache pages in use.",
               total > 0 ? used / total : 0.0),
         Gauge("foxserve_kv_bytes_saved",
@@ -146,7 +146,7 @@ ServerMetrics::ServerMetrics(int64_t num_layers, int64_t num_heads, bool per_hea
                     .Register(*registry_);
   for (int64_t l = 0; l < num_layers; ++l) acp_ratio_.push_back(&ratio.Add({{"layer", absl::StrCat(l)}}));
   acp_ratio_total_ = &BuildGauge()
-                          .Name("foxserve_acp_pruned_block_ratio_total")
+                          .Name("foxserve_acp_pruned_block_ratio_overall")
                           .Help("Skipped / (computed + skipped) attention tiles since start.")
                           .Register(*registry_)
                           .Add({});

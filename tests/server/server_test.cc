@@ -351,14 +351,14 @@ TEST_F(ServerTest, MetricsCarryTheAcpSeries) {
       EXPECT_GT(m["foxserve_acp_blocks_computed_total" + labels], 0) << labels;
     }
   }
-  const double ratio = m["foxserve_acp_pruned_block_ratio_total"];
+  const double ratio = m["foxserve_acp_pruned_block_ratio_overall"];
   EXPECT_GE(ratio, 0.0);
   EXPECT_LE(ratio, 1.0);
   EXPECT_EQ(m["foxserve_generated_tokens_total"], 8);
   EXPECT_EQ(m["foxserve_prompt_tokens_total"], 160);
   EXPECT_EQ(m["foxserve_time_to_first_token_seconds_count"], 1);
   EXPECT_EQ(m["foxserve_inter_token_latency_seconds_count"], 7);
-  EXPECT_GT(m["foxserve_kv_blocks_total"], 0);
+  EXPECT_GT(m["foxserve_kv_blocks_capacity"], 0);
   EXPECT_EQ(m["foxserve_engine_healthy"], 1);
 }
 
