@@ -1,5 +1,6 @@
 #include "server/fox_server.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -7,27 +8,55 @@
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/impl/server_builder_option.h"
 #include "models/status_macros.h"
 #include "server/log.h"
 
 namespace foxserve {
 namespace server {
+namespace {
+
+// Server reflection on or off for one ServerBuilder. Loading libgrpc++_reflection registers the
+// reflection plugin for every ServerBuilder of the process (a static initializer calls
+// InitProtoReflectionServerBuilderPlugin), so "off" has to remove it.
+class ReflectionOption : public grpc::ServerBuilderOption {
+ public:
+  explicit ReflectionOption(bool enabled) : enabled_(enabled) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    auto plugin = std::make_unique<grpc::reflection::ProtoServerReflectionPlugin>();
+    const std::string name = plugin->name();
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [&](const auto& p) { return p->name() == name; }),
+                   plugins->end());
+    if (enabled_) plugins->push_back(std::move(plugin));
+  }
+
+ private:
+  const bool enabled_;
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<FoxServer>> FoxServer::Start(const ServerOptions& options) {
   std::unique_ptr<FoxServer> s(new FoxServer());
   s->options_ = options;
-  if (options.device == "cuda") {
-    return absl::FailedPreconditionError(
-        "--device cuda: this build has no CUDA backend yet; use --device cpu or auto");
-  }
-  if (options.device != "cpu" && options.device != "auto") {
+  if (options.device != "cpu" && options.device != "cuda" && options.device != "auto") {
     return absl::InvalidArgumentError(
         absl::StrCat("--device must be cpu, cuda or auto, got \"", options.device, "\""));
   }
 
+  // - Security settings first: a mistake there should not cost a model load.
+  FOXSERVE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                            MakeServerCredentials(options.tls));
+  if (!options.auth_token_file.empty()) {
+    FOXSERVE_ASSIGN_OR_RETURN(s->auth_, BearerTokenAuth::FromFile(options.auth_token_file));
+  }
+
   // - Model.
   LogInfo(absl::StrCat("loading model from ", options.model_dir));
-  engine::CpuBackendOptions backend_options;
+  engine::BackendOptions backend_options;
+  backend_options.device = options.device;
   backend_options.num_threads = options.threads;
   backend_options.kv_cache_bytes = options.kv_cache_bytes;
   backend_options.acp.enabled = options.acp;
@@ -37,7 +66,7 @@ absl::StatusOr<std::unique_ptr<FoxServer>> FoxServer::Start(const ServerOptions&
   }
   ProgressBar bar("loading weights");
   if (options.show_progress) backend_options.progress = [&bar](int64_t d, int64_t t) { bar.Update(d, t); };
-  FOXSERVE_ASSIGN_OR_RETURN(s->backend_, engine::CpuBackend::Load(options.model_dir, backend_options));
+  FOXSERVE_ASSIGN_OR_RETURN(s->backend_, engine::LoadBackend(options.model_dir, backend_options));
   auto tokenizer = models::LoadTokenizer(options.model_dir);
   if (tokenizer.ok()) {
     s->tokenizer_ = std::move(tokenizer).value();
@@ -52,6 +81,7 @@ absl::StatusOr<std::unique_ptr<FoxServer>> FoxServer::Start(const ServerOptions&
   engine::EngineOptions engine_options;
   engine_options.scheduler.max_num_seqs = options.max_num_seqs;
   engine_options.scheduler.max_batch_tokens = options.max_batch_tokens;
+  engine_options.evict_dead_pages = options.kv_eviction;
   engine_options.max_model_len = options.max_model_len > 0 ? options.max_model_len
                                  : config.max_position_embeddings
                                      ? *config.max_position_embeddings
@@ -95,24 +125,31 @@ absl::StatusOr<std::unique_ptr<FoxServer>> FoxServer::Start(const ServerOptions&
   info.set_acp_log_eps(s->backend_->acp().log_eps);
   info.set_kv_page_size(static_cast<uint32_t>(s->backend_->page_size()));
   info.set_kv_pages_total(static_cast<uint64_t>(s->backend_->num_pages()));
+  info.set_acp_eviction(s->backend_->acp().enabled && options.kv_eviction);
+  info.set_acp_bound(config.qk_norm ? "qk_norm" : "weights");
   s->service_ = std::make_unique<GenerationService>(s->engine_.get(), s->tokenizer_.get(), info,
-                                                    s->metrics_.get());
+                                                    s->metrics_.get(), s->auth_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
-                           grpc::InsecureServerCredentials(), &s->port_);
+  builder.SetOption(std::make_unique<ReflectionOption>(options.reflection));
+  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), credentials, &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_receive_bytes));
+  // Request metadata (headers) beyond this is refused by the library (gRPC's default soft limit,
+  // made explicit so that it is tested and documented).
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE, kMaxMetadataBytes);
   // Find peers that vanished without closing their connection, so their streams are cancelled
   // and their KV pages freed.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   s->grpc_server_ = builder.BuildAndStart();
   if (s->grpc_server_ == nullptr || s->port_ <= 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.host, ":", options.port));
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.host, ":", options.port,
+        options.tls.cert_file.empty()
+            ? ""
+            : " with TLS (check that --tls-key is the key of --tls-cert and both are PEM)"));
   }
   s->grpc_server_->GetHealthCheckService()->SetServingStatus(true);
 
@@ -122,11 +159,21 @@ absl::StatusOr<std::unique_ptr<FoxServer>> FoxServer::Start(const ServerOptions&
       config.vocab_size, info.tokenizer(), info.backend()));
   LogInfo(absl::StrFormat(
       "engine: max_model_len %d, max_num_seqs %d, max_batch_tokens %d, KV pool %d pages of %d "
-      "tokens, ACP %s (log eps %.3g)",
+      "tokens (%.1f MiB), ACP %s (log eps %.3g, bound on |q||k| from %s), eviction of dead "
+      "blocks %s",
       engine_options.max_model_len, options.max_num_seqs, options.max_batch_tokens,
-      s->backend_->num_pages(), s->backend_->page_size(), options.acp ? "on" : "off",
-      s->backend_->acp().log_eps));
-  LogInfo(absl::StrCat("serving gRPC on ", options.host, ":", s->port_,
+      s->backend_->num_pages(), s->backend_->page_size(),
+      static_cast<double>(s->backend_->num_pages() * s->backend_->page_bytes()) / (1 << 20),
+      options.acp ? "on" : "off", s->backend_->acp().log_eps,
+      config.qk_norm ? "the qk-norm weights" : "the projection weights' spectral norms",
+      info.acp_eviction() ? "on" : "off"));
+  if (options.reflection && s->auth_ != nullptr) {
+    LogWarning("--reflection on: server reflection answers without the bearer token");
+  }
+  LogInfo(absl::StrCat("serving gRPC", options.tls.cert_file.empty() ? "" : " over TLS",
+                       options.tls.client_ca_file.empty() ? "" : " (client certificates required)",
+                       s->auth_ != nullptr ? ", bearer token required" : "", " on ",
+                       options.host, ":", s->port_,
                        s->metrics_port() > 0 ? absl::StrCat(", metrics on ", options.host, ":",
                                                             s->metrics_port(), "/metrics")
                                              : ""));

@@ -3,7 +3,9 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "models/incremental_decoder.h"
@@ -20,9 +22,33 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 std::string CodeName(const absl::Status& s) { return absl::StatusCodeToString(s.code()); }
 
-// Validates and submits a generation; on success returns the engine id.
-absl::StatusOr<uint64_t> Submit(GenerationService* service, const v1::GenerateRequest& request,
+// The message in `buffer`, or InvalidArgument naming "request" (see ParseRequestBytes).
+absl::Status Parse(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite* message) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) return ParseRequestBytes("\xff", message);
+  std::string bytes;
+  bytes.reserve(buffer.Length());
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return ParseRequestBytes(bytes, message);
+}
+
+grpc::ByteBuffer Serialize(const google::protobuf::MessageLite& message) {
+  grpc::Slice slice(message.SerializeAsString());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// Authorizes, parses, validates and submits a generation; on success returns the engine id. The
+// token is checked first, so that a caller without one learns nothing else (not even that the
+// server is draining or that its message was malformed).
+absl::StatusOr<uint64_t> Submit(GenerationService* service, grpc::CallbackServerContext* context,
+                                const grpc::ByteBuffer& raw, std::string* request_id,
                                 std::shared_ptr<engine::RequestSink> sink) {
+  if (absl::Status auth = service->Authorize(context); !auth.ok()) return auth;
+  v1::GenerateRequest request;
+  if (absl::Status parsed = Parse(raw, &request); !parsed.ok()) return parsed;
+  *request_id = request.request_id();
   if (!service->engine()->accepting()) return absl::UnavailableError("the server is shutting down");
   auto converted = ToEngineRequest(request, service->tokenizer());
   if (!converted.ok()) return converted.status();
@@ -64,16 +90,16 @@ void Merge(v1::GenerateStreamResponse next, v1::GenerateStreamResponse* into) {
 // A server-streaming call. Owns itself (self_) until OnDone; the engine's sink may keep it
 // alive longer, and then only finds it done. One write in flight at a time; Finish after the
 // last write. Reactor operations are issued outside mu_.
-class StreamCall : public grpc::ServerWriteReactor<v1::GenerateStreamResponse>,
+class StreamCall : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
                    public std::enable_shared_from_this<StreamCall> {
  public:
   StreamCall(GenerationService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context) {}
 
-  void Start(const v1::GenerateRequest& request) {
+  void Start(const grpc::ByteBuffer& request) {
     self_ = shared_from_this();
-    request_id_ = request.request_id();
-    auto id = Submit(service_, request, std::make_shared<CallSink<StreamCall>>(self_));
+    auto id = Submit(service_, context_, request, &request_id_,
+                     std::make_shared<CallSink<StreamCall>>(self_));
     if (!id.ok()) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -161,9 +187,10 @@ class StreamCall : public grpc::ServerWriteReactor<v1::GenerateStreamResponse>,
         Merge(std::move(pending_.front()), &current_);
         pending_.pop_front();
       }
+      current_bytes_ = Serialize(current_);
       write_in_flight_ = true;
       lock.unlock();
-      StartWrite(&current_);
+      StartWrite(&current_bytes_);
       return;
     }
     if (final_received_) {
@@ -185,6 +212,7 @@ class StreamCall : public grpc::ServerWriteReactor<v1::GenerateStreamResponse>,
   bool cancelled_ = false;
   std::deque<v1::GenerateStreamResponse> pending_;
   v1::GenerateStreamResponse current_;  // the message being written
+  grpc::ByteBuffer current_bytes_;     // and its wire form
   bool write_in_flight_ = false;
   bool final_received_ = false;
   bool finish_started_ = false;
@@ -196,13 +224,14 @@ class StreamCall : public grpc::ServerWriteReactor<v1::GenerateStreamResponse>,
 // A unary Generate: gathers the outputs into the response and finishes with the last one.
 class UnaryCall : public grpc::ServerUnaryReactor, public std::enable_shared_from_this<UnaryCall> {
  public:
-  UnaryCall(GenerationService* service, v1::GenerateResponse* response)
-      : service_(service), response_(response) {}
+  UnaryCall(GenerationService* service, grpc::CallbackServerContext* context,
+            grpc::ByteBuffer* response)
+      : service_(service), context_(context), raw_response_(response) {}
 
-  void Start(const v1::GenerateRequest& request) {
+  void Start(const grpc::ByteBuffer& request) {
     self_ = shared_from_this();
-    response_->set_request_id(request.request_id());
-    auto id = Submit(service_, request, std::make_shared<CallSink<UnaryCall>>(self_));
+    auto id = Submit(service_, context_, request, &request_id_,
+                     std::make_shared<CallSink<UnaryCall>>(self_));
     if (!id.ok()) {
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -222,14 +251,16 @@ class UnaryCall : public grpc::ServerUnaryReactor, public std::enable_shared_fro
   void Deliver(engine::RequestOutput output) {
     std::unique_lock<std::mutex> lock(mu_);
     if (finished_) return;
-    response_->mutable_text()->append(output.text);
-    AppendTokens(output, service_->tokenizer(), response_->mutable_token_ids(),
-                 response_->mutable_logprobs());
+    response_.mutable_text()->append(output.text);
+    AppendTokens(output, service_->tokenizer(), response_.mutable_token_ids(),
+                 response_.mutable_logprobs());
     if (!output.finished()) return;
     v1::FinishReason reason;
-    FillFinal(output, &reason, response_->mutable_usage(), response_->mutable_acp());
-    response_->set_finish_reason(reason);
+    FillFinal(output, &reason, response_.mutable_usage(), response_.mutable_acp());
+    response_.set_finish_reason(reason);
+    response_.set_request_id(request_id_);
     const absl::Status status = FinalStatus(output);
+    if (status.ok()) *raw_response_ = Serialize(response_);
     finished_ = true;
     reason_ = engine::FinishReasonName(output.finish_reason);
     code_ = CodeName(status);
@@ -256,7 +287,10 @@ class UnaryCall : public grpc::ServerUnaryReactor, public std::enable_shared_fro
 
  private:
   GenerationService* service_;
-  v1::GenerateResponse* response_;
+  grpc::CallbackServerContext* context_;
+  grpc::ByteBuffer* raw_response_;
+  std::string request_id_;        // written by Submit before the engine sees the request
+  v1::GenerateResponse response_;  // filled under mu_, serialized into raw_response_ at the end
   std::shared_ptr<UnaryCall> self_;
   std::mutex mu_;
   uint64_t engine_id_ = 0;
@@ -270,72 +304,177 @@ class UnaryCall : public grpc::ServerUnaryReactor, public std::enable_shared_fro
 
 GenerationService::GenerationService(engine::ThreadedEngine* engine,
                                      const models::Tokenizer* tokenizer, v1::ModelInfo model_info,
-                                     ServerMetrics* metrics)
-    : engine_(engine), tokenizer_(tokenizer), model_info_(std::move(model_info)), metrics_(metrics) {}
+                                     ServerMetrics* metrics, const BearerTokenAuth* auth)
+    : engine_(engine),
+      tokenizer_(tokenizer),
+      model_info_(std::move(model_info)),
+      metrics_(metrics),
+      auth_(auth) {}
+
+absl::Status GenerationService::Authorize(const grpc::CallbackServerContext* context) const {
+  if (auth_ == nullptr) return absl::OkStatus();
+  return auth_->Check(context->client_metadata());
+}
 
 grpc::ServerUnaryReactor* GenerationService::Generate(grpc::CallbackServerContext* context,
-                                                      const v1::GenerateRequest* request,
-                                                      v1::GenerateResponse* response) {
-  auto call = std::make_shared<UnaryCall>(this, response);
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  auto call = std::make_shared<UnaryCall>(this, context, response);
   call->Start(*request);
   return call.get();
 }
 
-grpc::ServerWriteReactor<v1::GenerateStreamResponse>* GenerationService::GenerateStream(
-    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::GenerateStream(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   auto call = std::make_shared<StreamCall>(this, context);
   call->Start(*request);
   return call.get();
 }
 
-grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
-                                                      const v1::TokenizeRequest* request,
-                                                      v1::TokenizeResponse* response) {
+namespace {
+
+// A unary call answered at once: token check, parse, `handle`, reply.
+template <typename Request, typename Response, typename Handle>
+grpc::ServerUnaryReactor* Answer(GenerationService* service, grpc::CallbackServerContext* context,
+                                 const grpc::ByteBuffer* raw_request, grpc::ByteBuffer* raw_response,
+                                 Handle handle) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (tokenizer_ == nullptr) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer"));
+  if (absl::Status auth = service->Authorize(context); !auth.ok()) {
+    reactor->Finish(ToGrpc(auth));
     return reactor;
   }
-  if (request->add_bos() && tokenizer_->bos_id()) response->add_token_ids(*tokenizer_->bos_id());
-  auto ids = tokenizer_->Encode(request->text());
-  if (!ids.ok()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 "text: cannot be tokenized (is it valid UTF-8?)"));
+  Request request;
+  if (absl::Status parsed = Parse(*raw_request, &request); !parsed.ok()) {
+    reactor->Finish(ToGrpc(parsed));
     return reactor;
   }
-  for (int32_t id : *ids) response->add_token_ids(id);
-  reactor->Finish(grpc::Status::OK);
+  Response response;
+  const grpc::Status status = handle(request, &response);
+  if (status.ok()) *raw_response = Serialize(response);
+  reactor->Finish(status);
   return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                      const grpc::ByteBuffer* request,
+                                                      grpc::ByteBuffer* response) {
+  return Answer<v1::TokenizeRequest, v1::TokenizeResponse>(
+      this, context, request, response,
+      [this](const auto& req, auto* resp) { return DoTokenize(req, resp); });
 }
 
 grpc::ServerUnaryReactor* GenerationService::Detokenize(grpc::CallbackServerContext* context,
-                                                        const v1::DetokenizeRequest* request,
-                                                        v1::DetokenizeResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (tokenizer_ == nullptr) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer"));
-    return reactor;
-  }
-  const std::vector<int32_t> ids(request->token_ids().begin(), request->token_ids().end());
-  auto text = tokenizer_->Decode(ids);
-  if (!text.ok()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                 absl::StrCat("token_ids: ", text.status().message())));
-    return reactor;
-  }
-  std::string bytes = *text;
-  response->set_text(models::TakeCompleteUtf8(&bytes, /*flush=*/true));
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+                                                        const grpc::ByteBuffer* request,
+                                                        grpc::ByteBuffer* response) {
+  return Answer<v1::DetokenizeRequest, v1::DetokenizeResponse>(
+      this, context, request, response,
+      [this](const auto& req, auto* resp) { return DoDetokenize(req, resp); });
 }
 
 grpc::ServerUnaryReactor* GenerationService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                          const v1::GetModelInfoRequest* request,
-                                                          v1::ModelInfo* response) {
-  *response = model_info_;
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return Answer<v1::GetModelInfoRequest, v1::ModelInfo>(
+      this, context, request, response, [this](const auto&, v1::ModelInfo* info) {
+        *info = model_info_;
+        return grpc::Status::OK;
+      });
+}
+
+grpc::ServerUnaryReactor* GenerationService::InspectKvCache(grpc::CallbackServerContext* context,
+                                                            const grpc::ByteBuffer* raw_request,
+                                                            grpc::ByteBuffer* raw_response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  if (absl::Status auth = Authorize(context); !auth.ok()) {
+    reactor->Finish(ToGrpc(auth));
+    return reactor;
+  }
+  v1::InspectKvCacheRequest request;
+  if (absl::Status parsed = Parse(*raw_request, &request); !parsed.ok()) {
+    reactor->Finish(ToGrpc(parsed));
+    return reactor;
+  }
+  if (request.request_id().size() > kMaxRequestIdBytes) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 absl::StrCat("request_id: longer than ", kMaxRequestIdBytes,
+                                              " bytes")));
+    return reactor;
+  }
+  // The reactor and raw_response stay valid until Finish, which the callback calls (the engine
+  // calls it with an empty list when it stops first).
+  const uint32_t page_size = model_info_.kv_page_size();
+  engine_->InspectKv(request.request_id(), [reactor, raw_response,
+                                            page_size](std::vector<engine::RequestKvReport> reports) {
+    v1::InspectKvCacheResponse response;
+    for (const engine::RequestKvReport& r : reports) {
+      v1::RequestKvCache* out = response.add_requests();
+      out->set_request_id(r.request_id);
+      out->set_running(r.running);
+      out->set_num_tokens(static_cast<uint32_t>(r.num_tokens));
+      out->set_num_cached_tokens(static_cast<uint32_t>(r.num_cached));
+      out->set_max_total_tokens(static_cast<uint32_t>(r.max_total_tokens));
+      out->set_pages_held(static_cast<uint64_t>(r.pages_held));
+      out->set_kv_page_size(page_size);
+      uint64_t evicted = 0;
+      for (const engine::StreamKvReport& st : r.streams) {
+        v1::KvStreamBlocks* b = out->add_streams();
+        b->set_layer(static_cast<uint32_t>(st.layer));
+        b->set_head(static_cast<uint32_t>(st.head));
+        b->set_blocks(static_cast<uint32_t>(st.blocks));
+        b->set_live(static_cast<uint32_t>(st.live));
+        b->set_dead_resident(static_cast<uint32_t>(st.dead_resident));
+        b->set_evicted(static_cast<uint32_t>(st.evicted));
+        evicted += static_cast<uint64_t>(st.evicted);
+      }
+      out->set_pages_evicted(evicted);
+    }
+    *raw_response = Serialize(response);
+    reactor->Finish(grpc::Status::OK);
+  });
   return reactor;
+}
+
+grpc::Status GenerationService::DoTokenize(const v1::TokenizeRequest& request,
+                                           v1::TokenizeResponse* response) {
+  if (tokenizer_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer");
+  }
+  if (request.add_bos() && tokenizer_->bos_id()) response->add_token_ids(*tokenizer_->bos_id());
+  auto ids = tokenizer_->Encode(request.text());
+  if (!ids.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "text: cannot be tokenized (is it valid UTF-8?)");
+  }
+  for (int32_t id : *ids) response->add_token_ids(id);
+  return grpc::Status::OK;
+}
+
+grpc::Status GenerationService::DoDetokenize(const v1::DetokenizeRequest& request,
+                                             v1::DetokenizeResponse* response) {
+  if (tokenizer_ == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer");
+  }
+  const std::vector<int32_t> ids(request.token_ids().begin(), request.token_ids().end());
+  // Checked here rather than passed on from the tokenizer, whose messages name its files: a
+  // client learns nothing about the server's paths.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= tokenizer_->vocab_size()) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("token_ids: token id ", ids[i], " at position ", i,
+                                       " is outside the vocabulary [0, ",
+                                       tokenizer_->vocab_size(), ")"));
+    }
+  }
+  auto text = tokenizer_->Decode(ids);
+  if (!text.ok()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "token_ids: some ids are not assigned to any token");
+  }
+  std::string bytes = *text;
+  response->set_text(models::TakeCompleteUtf8(&bytes, /*flush=*/true));
+  return grpc::Status::OK;
 }
 
 }  // namespace server

@@ -5,16 +5,48 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/stubs/logging.h"
 #include "server/fox_server.h"
 #include "server/log.h"
 #include "server/server_flags.h"
 
+namespace {
+
+// protobuf logs one line per refused message (a string field with invalid UTF-8, say): a client
+// could fill the log at will. Forward at most one line per 10 s, saying how many were dropped.
+void RateLimitedProtobufLog(google::protobuf::LogLevel level, const char* file, int line,
+                            const std::string& message) {
+  static std::mutex mu;
+  static std::chrono::steady_clock::time_point last{};
+  static int64_t dropped = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  const auto now = std::chrono::steady_clock::now();
+  if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(10)) {
+    ++dropped;
+    return;
+  }
+  last = now;
+  std::string text = absl::StrCat("protobuf: ", message);
+  if (dropped > 0) absl::StrAppend(&text, " (", dropped, " protobuf messages dropped before this)");
+  dropped = 0;
+  if (level >= google::protobuf::LOGLEVEL_ERROR) {
+    foxserve::server::LogError(text);
+  } else {
+    foxserve::server::LogWarning(text);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  google::protobuf::SetLogHandler(&RateLimitedProtobufLog);
   using namespace foxserve::server;
   const std::vector<std::string> args(argv + 1, argv + argc);
   for (const std::string& a : args) {

@@ -1,6 +1,7 @@
 #include "server/request_conversion.h"
 
 #include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "models/incremental_decoder.h"
@@ -21,6 +22,16 @@ bool Printable(const std::string& s) {
 }
 
 }  // namespace
+
+absl::Status ParseRequestBytes(absl::string_view bytes, google::protobuf::MessageLite* message) {
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
+      !message->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    message->Clear();
+    return Invalid("request", absl::StrCat("not a valid ", message->GetTypeName(),
+                                           " message (protobuf parsing failed)"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<engine::GenerationRequest> ToEngineRequest(const v1::GenerateRequest& request,
                                                           const models::Tokenizer* tokenizer) {

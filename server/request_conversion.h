@@ -15,6 +15,11 @@ namespace server {
 
 inline constexpr size_t kMaxRequestIdBytes = 128;
 
+// Parses a request message as received from the wire. InvalidArgument "request: not a valid
+// <type> message" when the bytes are not one (a string field with invalid UTF-8 included); the
+// message never quotes the bytes.
+absl::Status ParseRequestBytes(absl::string_view bytes, google::protobuf::MessageLite* message);
+
 // Checks the fields the wire form adds and turns the request into the engine's form (tokenizing
 // a text prompt, BOS first when the tokenizer wants it). InvalidArgument naming the field. The
 // engine's own limits (lengths, vocabulary, sampling ranges) are checked by Engine::Validate.

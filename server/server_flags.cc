@@ -19,13 +19,19 @@ const char kServerUsage[] =
     "  --max-num-seqs N         sequences in the running batch (default 64)\n"
     "  --max-batch-tokens N     tokens per engine step (default 2048)\n"
     "  --max-queued N           requests waiting before RESOURCE_EXHAUSTED (default 256)\n"
-    "  --kv-cache-bytes N       KV cache size (default 1073741824)\n"
+    "  --kv-cache-bytes N       KV cache size (default 1 GiB on the CPU, 8 GiB on a GPU)\n"
+    "  --kv-eviction on|off     free KV blocks ACP proved dead while requests run (default on)\n"
     "  --max-model-len N        prompt + generated tokens (default: the config's)\n"
     "  --acp-log-eps X|off      ACP tolerance log(eps) (default: the config's, else -10)\n"
     "  --drain-timeout S        seconds to finish requests on SIGTERM (default 30)\n"
-    "  --reflection on|off      gRPC server reflection (default on)\n"
+    "  --reflection on|off      gRPC server reflection (default off: it exposes the schema)\n"
     "  --max-receive-bytes N    largest request message (default 4194304)\n"
-    "  --metrics-per-head on|off  per-head ACP series (default off)\n";
+    "  --metrics-per-head on|off  per-head ACP series (default off)\n"
+    "  --tls-cert FILE          PEM certificate chain: serve gRPC over TLS (with --tls-key)\n"
+    "  --tls-key FILE           PEM private key of --tls-cert\n"
+    "  --tls-client-ca FILE     PEM CA bundle: require client certificates it signed (mTLS)\n"
+    "  --auth-token-file FILE   require 'authorization: Bearer <the file's token>' on\n"
+    "                           foxserve.v1 calls (health stays open)\n";
 
 std::string DefaultModelDir() { return FOXSERVE_DEFAULT_MODEL_DIR; }
 
@@ -35,7 +41,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
       CommandLine::Parse(args, {"model", "host", "port", "metrics-port", "device", "threads",
                                 "max-num-seqs", "max-batch-tokens", "max-queued", "kv-cache-bytes",
                                 "max-model-len", "acp-log-eps", "drain-timeout", "reflection",
-                                "max-receive-bytes", "metrics-per-head"}));
+                                "max-receive-bytes", "metrics-per-head", "kv-eviction", "tls-cert", "tls-key",
+                                "tls-client-ca", "auth-token-file"}));
   ServerOptions o;
   o.model_dir = cl.GetOr("model", DefaultModelDir());
   o.host = cl.GetOr("host", o.host);
@@ -50,8 +57,11 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
   FOXSERVE_ASSIGN_OR_RETURN(o.max_batch_tokens,
                             cl.Int("max-batch-tokens", o.max_batch_tokens, 1, 1 << 24));
   FOXSERVE_ASSIGN_OR_RETURN(o.max_queued, cl.Int("max-queued", o.max_queued, 1, 1 << 24));
-  FOXSERVE_ASSIGN_OR_RETURN(o.kv_cache_bytes,
-                            cl.Int("kv-cache-bytes", o.kv_cache_bytes, 1 << 20, int64_t{1} << 42));
+  if (cl.Has("kv-cache-bytes")) {
+    FOXSERVE_ASSIGN_OR_RETURN(o.kv_cache_bytes,
+                              cl.Int("kv-cache-bytes", 0, 1 << 20, int64_t{1} << 42));
+  }
+  FOXSERVE_ASSIGN_OR_RETURN(o.kv_eviction, cl.Bool("kv-eviction", true));
   FOXSERVE_ASSIGN_OR_RETURN(o.max_model_len, cl.Int("max-model-len", 0, 0, int64_t{1} << 24));
   if (cl.GetOr("acp-log-eps", "") == "off") {
     o.acp = false;
@@ -60,10 +70,14 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
     o.acp_log_eps = log_eps;
   }
   FOXSERVE_ASSIGN_OR_RETURN(o.drain_timeout_seconds, cl.Double("drain-timeout", 30, 0, 86400));
-  FOXSERVE_ASSIGN_OR_RETURN(o.reflection, cl.Bool("reflection", true));
+  FOXSERVE_ASSIGN_OR_RETURN(o.reflection, cl.Bool("reflection", false));
   FOXSERVE_ASSIGN_OR_RETURN(o.max_receive_bytes,
                             cl.Int("max-receive-bytes", o.max_receive_bytes, 1024, 1 << 30));
   FOXSERVE_ASSIGN_OR_RETURN(o.metrics_per_head, cl.Bool("metrics-per-head", false));
+  o.tls.cert_file = cl.GetOr("tls-cert", "");
+  o.tls.key_file = cl.GetOr("tls-key", "");
+  o.tls.client_ca_file = cl.GetOr("tls-client-ca", "");
+  o.auth_token_file = cl.GetOr("auth-token-file", "");
   return o;
 }
 

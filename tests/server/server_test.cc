@@ -1,6 +1,6 @@
 // The real server in-process on 127.0.0.1: gRPC round trips against the engine's greedy output,
 // concurrency, cancellation seen through /metrics, overload, every invalid input, health and
-// reflection, text prompts with a SentencePiece tokenizer, and the CLI as a client.
+// reflection (off unless asked for), text prompts with a SentencePiece tokenizer, and the CLI as a client.
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/fox_server.h"
+#include "tests/engine/golden_data.h"
 #include "tests/support/grpc_test_util.h"
 #include "tests/support/subprocess.h"
 #include "tests/support/test_support.h"
@@ -319,6 +320,14 @@ TEST_F(ServerTest, InvalidInputsNameTheField) {
 
 TEST_F(ServerTest, HealthReflectionAndModelInfo) {
   EXPECT_EQ(*HealthCheck(channel_), 1);
+  // Reflection is off unless asked for (it exposes the whole schema).
+  auto none = ReflectionListServices(channel_);
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnimplemented) << none.status();
+  server_.reset();
+  ServerOptions with_reflection = Options(GoldenDir("fox-pro-tiny"));
+  with_reflection.reflection = true;
+  StartServer(with_reflection);
   auto services = ReflectionListServices(channel_);
   ASSERT_TRUE(services.ok()) << services.status();
   EXPECT_NE(services->find("foxserve.v1.Generation"), std::string::npos);
@@ -464,6 +473,105 @@ TEST_F(ServerTest, ShutdownDrainsAndRefusesNewWork) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_EQ(last.finish_reason(), v1::FINISH_REASON_CANCELLED);
   stopper.join();
+}
+
+// InspectKvCache on a model whose head 0 forgets fast and head 1 slowly: while a 1000-token
+// request runs, head 0's front blocks are dead (evicted when eviction is on, resident when off)
+// and head 1's are all live; the counts agree with each other, with ModelInfo and with /metrics.
+TEST_F(ServerTest, InspectKvCacheShowsDeadBlocksPerHead) {
+  ScratchDir dir;
+  WriteFastForgettingModel("fox-pro-tiny", dir.path());
+  for (bool eviction : {false, true}) {
+    SCOPED_TRACE(eviction ? "eviction on" : "eviction off");
+    server_.reset();
+    ServerOptions o = Options(dir.path());
+    o.max_model_len = 8192;
+    o.kv_cache_bytes = 256 << 20;
+    o.kv_eviction = eviction;
+    StartServer(o);
+
+    grpc::ClientContext info_ctx;
+    v1::ModelInfo info;
+    ASSERT_TRUE(stub_->GetModelInfo(&info_ctx, v1::GetModelInfoRequest(), &info).ok());
+    EXPECT_EQ(info.acp_eviction(), eviction);
+    EXPECT_EQ(info.acp_bound(), "qk_norm");  // FoX (Pro) has qk-norm
+
+    v1::GenerateRequest r;
+    for (int i = 0; i < 1000; ++i) {
+      r.mutable_token_ids()->add_ids(golden_.input_ids[0][i % golden_.input_ids[0].size()]);
+    }
+    r.set_max_new_tokens(kLong - 1000);
+    r.set_ignore_eos(true);
+    r.set_request_id("probe");
+    grpc::ClientContext ctx;
+    auto reader = stub_->GenerateStream(&ctx, r);
+    v1::GenerateStreamResponse m;
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(reader->Read(&m));
+
+    grpc::ClientContext none_ctx;
+    v1::InspectKvCacheRequest none;
+    none.set_request_id("nobody");
+    v1::InspectKvCacheResponse empty;
+    ASSERT_TRUE(stub_->InspectKvCache(&none_ctx, none, &empty).ok());
+    EXPECT_EQ(empty.requests_size(), 0);
+
+    grpc::ClientContext inspect_ctx;
+    v1::InspectKvCacheRequest q;
+    q.set_request_id("probe");
+    v1::InspectKvCacheResponse kv;
+    const grpc::Status s = stub_->InspectKvCache(&inspect_ctx, q, &kv);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(kv.requests_size(), 1);
+    const v1::RequestKvCache& c = kv.requests(0);
+    EXPECT_EQ(c.request_id(), "probe");
+    EXPECT_TRUE(c.running());
+    EXPECT_GE(c.num_cached_tokens(), 1000u);
+    EXPECT_EQ(c.max_total_tokens(), kLong);
+    EXPECT_EQ(c.kv_page_size(), info.kv_page_size());
+    ASSERT_EQ(c.streams_size(), static_cast<int>(info.num_layers() * info.num_heads()));
+    const uint32_t min_blocks = (c.num_cached_tokens() + c.kv_page_size() - 1) / c.kv_page_size();
+    uint64_t evicted = 0, resident = 0;
+    for (const v1::KvStreamBlocks& b : c.streams()) {
+      SCOPED_TRACE(::testing::Message() << "layer " << b.layer() << " head " << b.head());
+      EXPECT_GE(b.blocks(), min_blocks);
+      EXPECT_EQ(b.live() + b.dead_resident() + b.evicted(), b.blocks());
+      if (b.head() == 0) {
+        EXPECT_GE(b.dead_resident() + b.evicted(), b.blocks() - 2);
+        EXPECT_EQ(b.evicted() > 0, eviction);
+        if (eviction) {
+          EXPECT_EQ(b.dead_resident(), 0u);
+        }
+      } else {
+        EXPECT_EQ(b.live(), b.blocks());
+      }
+      evicted += b.evicted();
+      resident += b.blocks() - b.evicted();
+    }
+    EXPECT_EQ(c.pages_evicted(), evicted);
+    EXPECT_EQ(c.pages_held(), resident);
+    ctx.TryCancel();
+    while (reader->Read(&m)) {
+    }
+    EXPECT_TRUE(WaitForMetric("foxserve_kv_blocks_used", 0));
+    auto metrics = Scrape();
+    if (eviction) {
+      EXPECT_GE(metrics["foxserve_acp_evicted_blocks_total"], static_cast<double>(evicted));
+      EXPECT_GT(evicted, 0u);
+    } else {
+      EXPECT_EQ(metrics["foxserve_acp_evicted_blocks_total"], 0);
+    }
+  }
+  server_.reset();  // before `dir` goes
+}
+
+TEST_F(ServerTest, InspectKvCacheRejectsAnOverlongRequestId) {
+  grpc::ClientContext ctx;
+  v1::InspectKvCacheRequest q;
+  q.set_request_id(std::string(200, 'x'));
+  v1::InspectKvCacheResponse kv;
+  const grpc::Status s = stub_->InspectKvCache(&ctx, q, &kv);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(s.error_message().rfind("request_id:", 0), 0u) << s.error_message();
 }
 
 }  // namespace

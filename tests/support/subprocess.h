@@ -36,6 +36,8 @@ class ChildProcess {
   ChildProcess& operator=(const ChildProcess&) = delete;
 
   bool started() const { return pid_ > 0; }
+  // The process id while it runs (-1 once waited for).
+  int pid() const { return pid_; }
   void Signal(int signal);
   // The exit code (128 + signal when killed by one), or -1 if it is still running at the timeout.
   int Wait(double timeout_seconds);
