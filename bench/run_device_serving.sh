@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# On the device machine (repository root; binaries and their libraries in .device/bin, the
-# server's in .device/srv.tar.xz, built here and carried): the CUDA backend test, the KV capacity
-# benchmark of ACP eviction at 16k and 32k tokens (issue 6), and the gRPC server under load with
-# ACP on and off (issue 8), all on a 760M-shaped FoX (Pro) with the decay mix. Logs go to $OUT.
+# Issue 8 on the device machine (repository root; the server and fox_load with their libraries in
+# .device/srv.tar.xz, the reference FoX package in .device/hfref, built or fetched here and
+# carried), on a 760M-shaped FoX (Pro) with the decay mix (bench/make_fox_checkpoint.py):
+#   1. foxserve --device cuda with ACP on (log eps -10) and off, the same closed-loop workloads:
+#      W16k: 16 concurrent requests of 16384-token prompts, 128 new tokens;
+#      W2k:  64 concurrent requests of 2048-token prompts, 256 new tokens;
+#      greedy, with each request's output hash in the CSVs (ACP on and off must agree);
+#   2. the reference Hugging Face model (bench/hf_reference.py) on the same two workloads;
+#   3. an open-loop sweep of arrival rates on foxserve with ACP on (2k prompts, 256 new tokens).
+#   4. (RUN_CAPACITY=1) the KV capacity benchmark of ACP eviction at 16k and 32k tokens (issue 6).
+# Logs, CSVs and JSON go to $OUT. SKIP_MAIN=1 (part 1), SKIP_HF=1, SKIP_SWEEP=1 leave parts out.
 set -uo pipefail
 out="${OUT:-/tmp/out}"
 mkdir -p "$out"
-mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
 cublas="$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '*/proc/*' 2>/dev/null | head -1)")"
 srv=/tmp/srv
 mkdir -p "$srv" && tar -xJf .device/srv.tar.xz -C "$srv" --strip-components=1
-export LD_LIBRARY_PATH=".device/bin:$srv:$cublas"
+export LD_LIBRARY_PATH="$srv:$cublas"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/card.txt"
 step() {  # name seconds command...
   local name="$1" seconds="$2"
@@ -22,24 +28,65 @@ step() {  # name seconds command...
   tail -n "${TAIL:-8}" "$out/$name.txt"
 }
 [ -d /tmp/fox760m ] || step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m
-# A 12 GiB KV budget: a 16k-token sequence needs about 2.3 GiB without eviction (5 fit), a 32k one
-# 4.6 GiB (2 fit); 2.4x and 3x that many requests are offered.
-TAIL=6 step capacity_16k 200 .device/bin/capacity_bench --device cuda --model /tmp/fox760m \
-  --prompt-tokens 16384 --new-tokens 64 --requests 12 --kv-bytes 12884901888
-TAIL=6 step capacity_32k 240 .device/bin/capacity_bench --device cuda --model /tmp/fox760m \
-  --prompt-tokens 32768 --new-tokens 64 --requests 6 --kv-bytes 12884901888
 
-serve() {  # name acp-flag
-  local name="$1" acp="$2" port=50077
+port=50077
+start_server() {  # name acp-flag
   "$srv/foxserve" --device cuda --model /tmp/fox760m --host 127.0.0.1 --port $port \
-    --metrics-port 9377 --max-model-len 16384 --kv-cache-bytes 34359738368 \
-    --max-batch-tokens 8192 --acp-log-eps "$acp" > "$out/server_$name.log" 2>&1 &
-  local pid=$!
-  for _ in $(seq 120); do grep -q "serving gRPC" "$out/server_$name.log" && break; sleep 1; done
-  TAIL=14 step "load_$name" 150 "$srv/fox_load" --server 127.0.0.1:$port --mode closed \
-    --concurrency 16 --requests 32 --prompt-tokens 2048:4096 --new-tokens 128 --seed 11 \
-    --json "$out/load_$name.json"
-  curl -s 127.0.0.1:9377/metrics | grep -E "^foxserve_(acp|kv)" > "$out/metrics_$name.txt"
-  kill -TERM $pid; wait $pid
+    --metrics-port 9377 --max-model-len 17000 --kv-cache-bytes 51539607552 \
+    --max-batch-tokens 8192 --acp-log-eps "$2" > "$out/server_$1.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 90); do grep -q "serving gRPC" "$out/server_$1.log" && return 0; sleep 1; done
+  echo "server $1 did not start"; tail -5 "$out/server_$1.log"; return 1
 }
-[ -n "${SKIP_SERVER:-}" ] || { serve acp_on -10; serve acp_off off; }
+stop_server() {  # name
+  curl -s 127.0.0.1:9377/metrics | grep -E "^foxserve_(acp|kv|preempt)" > "$out/metrics_$1.txt"
+  kill -TERM $server_pid; wait $server_pid
+}
+load() {  # name seconds fox_load-args...
+  local name="$1" seconds="$2"
+  shift 2
+  TAIL=6 step "$name" "$seconds" "$srv/fox_load" --server 127.0.0.1:$port --seed 11 \
+    --csv "$out/$name.csv" --json "$out/$name.json" "$@"
+}
+
+for acp in $([ -n "${SKIP_MAIN:-}" ] || echo on off); do
+  flag=-10; [ $acp = off ] && flag=off
+  start_server "acp_$acp" $flag || continue
+  load "w16k_acp_$acp" 150 --mode closed --concurrency 16 --requests 16 --prompt-tokens 16384 \
+    --new-tokens 128
+  load "w2k_acp_$acp" 120 --mode closed --concurrency 64 --requests 64 --prompt-tokens 2048 \
+    --new-tokens 256
+  stop_server "acp_$acp"
+done
+# Greedy outputs, request by request (seed, generated count, hash of the ids).
+for w in w16k w2k; do
+  if [ -f "$out/${w}_acp_on.csv" ] && [ -f "$out/${w}_acp_off.csv" ]; then
+    diff <(cut -d, -f1,5,9 "$out/${w}_acp_on.csv" | sort) \
+         <(cut -d, -f1,5,9 "$out/${w}_acp_off.csv" | sort) > "$out/${w}_outputs.diff" \
+      && echo "$w: greedy outputs identical with ACP on and off" \
+      || echo "$w: greedy outputs differ ($(grep -c '^<' "$out/${w}_outputs.diff") requests)"
+  fi
+done
+
+[ -n "${SKIP_HF:-}" ] || TAIL=6 step hf_reference 240 python3 bench/hf_reference.py \
+  --ref-src .device/hfref --model /tmp/fox760m --workload 16x16384+128 --workload 64x2048+256 \
+  --json "$out/hf_reference.json"
+
+if [ -z "${SKIP_SWEEP:-}" ]; then
+  start_server sweep -10 && {
+    for rate in 2 4 8 16; do
+      load "open_rate_$rate" 60 --mode open --rate $rate --duration 15 --timeout 30 \
+        --prompt-tokens 2048 --new-tokens 256
+    done
+    stop_server sweep
+  }
+fi
+
+if [ -n "${RUN_CAPACITY:-}" ]; then
+  # A 12 GiB KV budget: a 16k-token sequence needs about 2.3 GiB without eviction (5 fit), a 32k
+  # one 4.6 GiB (2 fit); 2.4x and 3x that many requests are offered.
+  TAIL=6 step capacity_16k 150 "$srv/capacity_bench" --device cuda --model /tmp/fox760m \
+    --prompt-tokens 16384 --new-tokens 64 --requests 12 --kv-bytes 12884901888
+  TAIL=6 step capacity_32k 150 "$srv/capacity_bench" --device cuda --model /tmp/fox760m \
+    --prompt-tokens 32768 --new-tokens 64 --requests 6 --kv-bytes 12884901888
+fi

@@ -17,6 +17,7 @@
 #include "kernels/cuda/fox_layer_kernels.h"
 #include "kernels/cuda/gemm_cuda.h"
 #include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/staging_arena.h"
 #include "models/acp_bounds.h"
 #include "models/acp_stream_plan.h"
 #include "models/status_macros.h"
@@ -82,17 +83,18 @@ struct FoxCudaModel::Impl {
   std::unique_ptr<kernels::CublasLtGemm> gemm;
   // Which tensor-core prefill runs: the WMMA kernel or the register-resident mma.sync one
   // (FOXSERVE_PREFILL_KERNEL=wmma|mma, read once at load: an A/B switch for benchmarks).
-  bool mma_prefill = false;
+  bool mma_prefill = true;
 
   // Scratch, grown as needed.
   DeviceBuffer<int32_t> ids, token_item, item_first, item_last, positions, rows_sel;
   DeviceBuffer<float> x, proj, q, k, v, q_norms, k_norms, attn, delta, gate_up, shift_in,
       shift_out, logits;
   DeviceBuffer<__nv_bfloat16> a, o, mid;
-  DeviceBuffer<int32_t> kv_page, kv_slot, pages_cat, pf, pn, ph, pst, dt, dh, db, de, rt, rh, rp;
-  DeviceBuffer<int64_t> row_table;
-  DeviceBuffer<double> base_cat, row_c;
-  DeviceBuffer<float> c_rel, pm, pl, pacc;
+  DeviceBuffer<float> pm, pl, pacc;
+  // The per-layer plan goes up in one copy, the values it is made from come back with one
+  // synchronization (kernels/cuda/staging_arena.h says why).
+  kernels::UploadArena plan_upload;
+  kernels::PinnedBytes readback;
 
   absl::Status Gemm(const __nv_bfloat16* x_in, int64_t m, int64_t k_dim,
                     const DeviceBuffer<__nv_bfloat16>& w, int64_t n, float* y) {
@@ -302,16 +304,28 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
       "shift state"));
 
   // - Bring back what the host plans with: forget-gate logits, q/k norms, shift states.
-  std::vector<float> fgate(N * H, 0.0f);
+  readback.Reserve((3 * N * H + num_items * 2 * D) * sizeof(float), 0);
+  float* const fgate = reinterpret_cast<float*>(readback.data());
+  float* const qn = fgate + N * H;
+  float* const kn = qn + N * H;
+  float* const shift_new = kn + N * H;
   if (c.fgate_type == FgateType::kFull) {
     FOXSERVE_RETURN_IF_ERROR(Check(
-        cudaMemcpy2DAsync(fgate.data(), H * sizeof(float), proj.get() + ip.fgate,
+        cudaMemcpy2DAsync(fgate, H * sizeof(float), proj.get() + ip.fgate,
                           P * sizeof(float), H * sizeof(float), N, cudaMemcpyDeviceToHost, stream),
         "forget gate download"));
   }
-  const std::vector<float> qn = q_norms.Download(stream);
-  const std::vector<float> kn = k_norms.Download(stream);
-  const std::vector<float> shift_new = shift_out.Download(stream);
+  FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(qn, q_norms.get(), N * H * sizeof(float),
+                                                 cudaMemcpyDeviceToHost, stream),
+                                 "q norm download"));
+  FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(kn, k_norms.get(), N * H * sizeof(float),
+                                                 cudaMemcpyDeviceToHost, stream),
+                                 "k norm download"));
+  FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(shift_new, shift_out.get(),
+                                                 num_items * 2 * D * sizeof(float),
+                                                 cudaMemcpyDeviceToHost, stream),
+                                 "shift state download"));
+  FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamSynchronize(stream), "layer readback"));
 
   // - Host: c, block metadata, ACP plan, pointers; then the arrays the kernels read.
   std::vector<int32_t> page(N * H), slot(N * H), pages_host;
@@ -375,58 +389,59 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
       AdvancePointer(stream_state, pos0 + n - 1, kPageSize, acp, logit_bounds[l * H + h],
                      s.max_total_tokens);
     }
-    std::copy(shift_new.begin() + i * 2 * D, shift_new.begin() + i * 2 * D + D,
-              s.k_shift_prev.begin() + l * D);
-    std::copy(shift_new.begin() + i * 2 * D + D, shift_new.begin() + (i + 1) * 2 * D,
+    std::copy(shift_new + i * 2 * D, shift_new + i * 2 * D + D, s.k_shift_prev.begin() + l * D);
+    std::copy(shift_new + i * 2 * D + D, shift_new + (i + 1) * 2 * D,
               s.v_shift_prev.begin() + l * D);
   }
   kernels::HostAttentionTasks tasks;
   kernels::BuildAttentionTasks(att_items, static_cast<int32_t>(H), kPageSize, kDecodeChunkBlocks,
                                &tasks);
 
+  // - The plan, in one copy.
+  kernels::UploadArena& up = plan_upload;
+  up.Reset();
+  const size_t at_page = up.Add(page), at_slot = up.Add(slot), at_c_rel = up.Add(c_rel_host);
+  const size_t at_pages = up.Add(pages_host), at_base = up.Add(base_host);
+  const size_t at_table = up.Add(table), at_c = up.Add(c_host);
+  const size_t at_pf = up.Add(tasks.prefill_first_token), at_pn = up.Add(tasks.prefill_num_rows);
+  const size_t at_ph = up.Add(tasks.prefill_head), at_pst = up.Add(tasks.prefill_start);
+  const size_t at_dt = up.Add(tasks.decode_token), at_dh = up.Add(tasks.decode_head);
+  const size_t at_db = up.Add(tasks.decode_begin), at_de = up.Add(tasks.decode_end);
+  const size_t at_rt = up.Add(tasks.row_token), at_rh = up.Add(tasks.row_head);
+  const size_t at_rp = up.Add(tasks.row_partials);
+  up.Flush(stream);
+
   // - Append K/V/C, attention.
-  kv_page.Upload(page, stream);
-  kv_slot.Upload(slot, stream);
-  c_rel.Upload(c_rel_host, stream);
   kernels::CudaKvPool kv{pool.get(), num_pages, kPageSize, static_cast<int32_t>(d)};
   FOXSERVE_RETURN_IF_ERROR(Check(
-      kernels::LaunchAppendKv(kv, k.get(), v.get(), kv_page.get(), kv_slot.get(), c_rel.get(),
+      kernels::LaunchAppendKv(kv, k.get(), v.get(), up.At<int32_t>(at_page),
+                              up.At<int32_t>(at_slot), up.At<float>(at_c_rel),
                               static_cast<int32_t>(N), static_cast<int32_t>(H), stream),
       "KV append"));
-  pages_cat.Upload(pages_host, stream);
-  base_cat.Upload(base_host, stream);
-  row_table.Upload(table, stream);
-  row_c.Upload(c_host, stream);
   attn.Resize(N * D);
-  kernels::CudaAttentionRows rows{positions.get(), row_table.get(), pages_cat.get(),
-                                  base_cat.get(), row_c.get(), q.get(), attn.get(),
+  kernels::CudaAttentionRows rows{positions.get(), up.At<int64_t>(at_table),
+                                  up.At<int32_t>(at_pages), up.At<double>(at_base),
+                                  up.At<double>(at_c), q.get(), attn.get(),
                                   static_cast<int32_t>(H),
                                   1.0f / std::sqrt(static_cast<float>(d))};
-  pf.Upload(tasks.prefill_first_token, stream);
-  pn.Upload(tasks.prefill_num_rows, stream);
-  ph.Upload(tasks.prefill_head, stream);
-  pst.Upload(tasks.prefill_start, stream);
-  kernels::CudaPrefillTasks prefill{pf.get(), pn.get(), ph.get(), pst.get(),
+  kernels::CudaPrefillTasks prefill{up.At<int32_t>(at_pf), up.At<int32_t>(at_pn),
+                                    up.At<int32_t>(at_ph), up.At<int32_t>(at_pst),
                                     static_cast<int32_t>(tasks.prefill_first_token.size())};
   FOXSERVE_RETURN_IF_ERROR(
       Check(mma_prefill ? kernels::LaunchPagedPrefillMma(kv, rows, prefill, stream)
                         : kernels::LaunchPagedPrefillTensorCore(kv, rows, prefill, stream),
             "prefill attention"));
   if (!tasks.decode_token.empty()) {
-    dt.Upload(tasks.decode_token, stream);
-    dh.Upload(tasks.decode_head, stream);
-    db.Upload(tasks.decode_begin, stream);
-    de.Upload(tasks.decode_end, stream);
-    rt.Upload(tasks.row_token, stream);
-    rh.Upload(tasks.row_head, stream);
-    rp.Upload(tasks.row_partials, stream);
     pm.Resize(tasks.decode_token.size());
     pl.Resize(tasks.decode_token.size());
     pacc.Resize(tasks.decode_token.size() * d);
-    kernels::CudaDecodeTasks decode{dt.get(), dh.get(), db.get(), de.get(),
-                                    static_cast<int32_t>(tasks.decode_token.size()), rt.get(),
-                                    rh.get(), rp.get(), static_cast<int32_t>(tasks.row_token.size()),
-                                    pm.get(), pl.get(), pacc.get()};
+    kernels::CudaDecodeTasks decode{up.At<int32_t>(at_dt), up.At<int32_t>(at_dh),
+                                    up.At<int32_t>(at_db), up.At<int32_t>(at_de),
+                                    static_cast<int32_t>(tasks.decode_token.size()),
+                                    up.At<int32_t>(at_rt), up.At<int32_t>(at_rh),
+                                    up.At<int32_t>(at_rp),
+                                    static_cast<int32_t>(tasks.row_token.size()), pm.get(), pl.get(),
+                                    pacc.get()};
     FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchPagedDecode(kv, rows, decode, stream), "decode attention"));
   }
 

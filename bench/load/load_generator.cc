@@ -9,7 +9,8 @@
 // Prompts are random token ids (lengths uniform in [A, B]); generation ignores EOS, so every
 // request produces exactly its new-token count unless it fails. Prints a progress bar, then
 // throughput in generated tokens/s, time to first token and inter-token latency percentiles,
-// and error counts by gRPC code; --csv writes one row per request, --json the summary.
+// and error counts by gRPC code; --csv writes one row per request (with its seed and a hash of
+// its generated ids, to compare greedy outputs between runs), --json the summary.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -68,6 +69,8 @@ struct Record {
   int64_t tokens = 0;
   std::string code = "OK";
   double end = 0;
+  uint64_t seed = 0;               // the request's prompt and lengths follow from it
+  uint64_t tokens_fnv1a = 14695981039346656037ull;  // hash of the generated ids, in order
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -98,6 +101,7 @@ class Runner {
   void Send(uint64_t seed) {
     std::mt19937_64 rng(seed);
     Record r;
+    r.seed = seed;
     r.start = Now();
     const int64_t prompt = Uniform(o_.prompt, rng), new_tokens = Uniform(o_.new_tokens, rng);
     v1::GenerateRequest req;
@@ -124,6 +128,13 @@ class Runner {
         }
         last = now;
         r.tokens += m.token_ids_size();
+        // Greedy runs with the same seed must produce the same ids (ACP on against off).
+        for (int32_t id : m.token_ids()) {
+          for (int b = 0; b < 4; ++b) {
+            r.tokens_fnv1a = (r.tokens_fnv1a ^ ((static_cast<uint32_t>(id) >> (8 * b)) & 0xff)) *
+                             1099511628211ull;
+          }
+        }
       }
     }
     r.code = CodeName(reader->Finish().error_code());
@@ -267,12 +278,12 @@ int Main(int argc, char** argv) {
   std::printf("\n");
   if (!o.csv.empty()) {
     std::ofstream csv(o.csv);
-    csv << "start_s,end_s,prompt_tokens,generated_tokens,ttft_s,mean_itl_s,code\n";
+    csv << "seed,start_s,end_s,prompt_tokens,generated_tokens,ttft_s,mean_itl_s,code,tokens_fnv1a\n";
     for (const Record& r : records) {
       double mean = 0;
       for (double x : r.itl) mean += x;
-      csv << r.start << "," << r.end << "," << r.prompt_tokens << "," << r.tokens << "," << r.ttft
-          << "," << (r.itl.empty() ? 0.0 : mean / r.itl.size()) << "," << r.code << "\n";
+      csv << r.seed << "," << r.start << "," << r.end << "," << r.prompt_tokens << "," << r.tokens << "," << r.ttft
+          << "," << (r.itl.empty() ? 0.0 : mean / r.itl.size()) << "," << r.code << "," << absl::StrFormat("%016x", r.tokens_fnv1a) << "\n";
     }
   }
   if (!o.json.empty()) {

@@ -8,6 +8,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <map>
+#include <tuple>
 
 #include "kernels/cuda/cublaslt_library.h"
 
@@ -27,7 +29,20 @@ class CublasLtGemm {
                      const __nv_bfloat16* w, int64_t n, float* y, int64_t ldy, cudaStream_t stream);
 
  private:
+  // A shape's descriptors and the algorithm the heuristic picked, made once: the heuristic query
+  // costs tens of microseconds of host time, and a decode step runs 7 products per layer.
+  struct Plan {
+    cublasLtMatmulDesc_t op = nullptr;
+    cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+    cublasLtMatmulAlgo_t algo{};
+  };
+  using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;  // m, k, ldx, n, ldy
+  static constexpr size_t kMaxPlans = 512;
+  cublasStatus_t MakePlan(const Shape& shape, Plan* plan);
+  void DestroyPlan(Plan* plan);
+
   const CublasLtLibrary* lib_;
+  std::map<Shape, Plan> plans_;
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 32 << 20;
