@@ -2,6 +2,8 @@
 # Packs binaries built here for the device machine (bench/run_device_*.sh): each binary and the
 # shared libraries it needs that a stock Ubuntu with CUDA lacks (Debian's Abseil, gRPC, protobuf,
 # prometheus-cpp, ...), into DEST. glibc, libstdc++ and the CUDA libraries come from the device.
+# A BINARY may be a shared library too (libfoxserve_sentencepiece.so, which foxserve opens with
+# dlopen, so ldd of foxserve does not list it or its libsentencepiece).
 #   bench/pack_device.sh DEST BINARY...
 set -euo pipefail
 dest="$1"
