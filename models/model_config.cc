@@ -137,6 +137,9 @@ absl::StatusOr<FoxConfig> ParseFoxConfig(absl::string_view json_text, const std:
     // The reference: 256 * ceil(int(D * ratio * 2/3) / 256).
     const int64_t raw = static_cast<int64_t>(static_cast<double>(c.hidden_size) * c.hidden_ratio * 2.0 / 3.0);
     c.intermediate_size = 256 * ((raw + 255) / 256);
+    // A ratio small enough that int(D * ratio * 2/3) is 0 rounds to no MLP at all (found by the
+    // model_config fuzzer: hidden_size 256, hidden_ratio 3.5e-06).
+    if (c.intermediate_size < 1) return r.Error("hidden_ratio", "gives an MLP width of 0");
     if (c.intermediate_size > kMaxIntermediate) return r.Error("hidden_ratio", "gives an absurd MLP width");
   }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages foxserve builds and tests with, skipping those already present.
-# Needs root (or sudo) only when something is missing.
+# Needs root (or sudo) only when something is missing. Arguments name more packages to install
+# the same way (scripts/sanitize.sh adds clang-14 and its runtimes).
 set -euo pipefail
 
 packages=(
@@ -20,6 +21,7 @@ command -v npm >/dev/null 2>&1 || packages+=(npm)
 # kubernetes-client; a kubectl already installed (such as the Google Cloud SDK's, which owns
 # /usr/bin/kubectl and would conflict with it) is kept: the manifests render with both.
 command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
+packages+=("$@")
 
 missing=()
 for p in "${packages[@]}"; do

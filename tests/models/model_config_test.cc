@@ -99,6 +99,7 @@ TEST(ModelConfigTest, UnsupportedValuesNameKeyAndValue) {
       {"log_pruning_tolerance", 2.0, "2.0"},
       {"eos_token_id", 99999, "99999"},
       {"num_hidden_layers", 1000000, "1000000"},
+      {"hidden_ratio", 3.5e-6, "3.5e-06"},  // int(128 * ratio * 2/3) = 0: no MLP (a fuzzer find)
   };
   for (const Bad& bad : cases) {
     Json j = GoldenConfig("fox-pro-tiny");
