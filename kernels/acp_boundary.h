@@ -10,20 +10,29 @@
 #ifndef FOXSERVE_KERNELS_ACP_BOUNDARY_H_
 #define FOXSERVE_KERNELS_ACP_BOUNDARY_H_
 
-#include <cmath>
+#include <math.h>
+
 #include <cstdint>
+
+// The CUDA planner (kernels/cuda/acp_plan_cuda.cu) calls these same functions on the device, so
+// that the GPU and the CPU make identical decisions from identical numbers.
+#ifdef __CUDACC__
+#define FOXSERVE_ACP_HOST_DEVICE __host__ __device__
+#else
+#define FOXSERVE_ACP_HOST_DEVICE
+#endif
 
 namespace foxserve {
 namespace kernels {
 
-inline double AcpThreshold(double logit_bound, double num_keys, double log_eps) {
-  return -(2.0 * logit_bound + std::log(num_keys)) + log_eps;
+FOXSERVE_ACP_HOST_DEVICE inline double AcpThreshold(double logit_bound, double num_keys, double log_eps) {
+  return -(2.0 * logit_bound + log(num_keys)) + log_eps;
 }
 
 // The first live block in [begin, limit] for queries whose largest c is `c_query`:
 // blocks b < result satisfy c_query - block_c_last[b] < delta. `limit` (the block holding the
 // first query) is never skipped, whatever delta. Gallops, then bisects: O(log jump).
-inline int64_t FirstLiveBlock(const double* block_c_last, int64_t begin, int64_t limit,
+FOXSERVE_ACP_HOST_DEVICE inline int64_t FirstLiveBlock(const double* block_c_last, int64_t begin, int64_t limit,
                               double c_query, double delta) {
   auto dead = [&](int64_t b) { return c_query - block_c_last[b] < delta; };
   if (begin >= limit || !dead(begin)) return begin;
@@ -52,7 +61,7 @@ inline int64_t FirstLiveBlock(const double* block_c_last, int64_t begin, int64_t
 // holds the positions of page first_position / page_size + k). c_rows[i]: c of query i. The scan
 // starts at `begin` (a block known dead for all these queries, such as the stream's pointer) and
 // never moves back: c falls along the chunk and delta is fixed. starts: [number of query blocks].
-inline void PlanQueryBlockStarts(const double* block_c_last, int64_t begin, int64_t first_position,
+FOXSERVE_ACP_HOST_DEVICE inline void PlanQueryBlockStarts(const double* block_c_last, int64_t begin, int64_t first_position,
                                  int64_t n, const double* c_rows, int32_t page_size, double delta,
                                  int32_t* starts) {
   if (n == 0) return;

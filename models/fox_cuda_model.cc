@@ -11,9 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/paged_attention.h"
+#include "kernels/cuda/acp_plan_cuda.h"
 #include "kernels/cuda/attention_tasks.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/device_kv_mirror.h"
 #include "kernels/cuda/fox_layer_kernels.h"
 #include "kernels/cuda/gemm_cuda.h"
 #include "kernels/cuda/paged_attention_cuda.h"
@@ -64,6 +66,25 @@ bool CudaDeviceAvailable(std::string* why) {
   return false;
 }
 
+namespace {
+
+// A sequence's region in the device mirror; freed with the sequence (or its Reset).
+class MirroredSequence : public BackendSequenceState {
+ public:
+  MirroredSequence(std::shared_ptr<kernels::DeviceKvMirror> mirror, kernels::DeviceKvRegion region)
+      : mirror_(std::move(mirror)), region_(region) {}
+  ~MirroredSequence() override { mirror_->Free(region_); }
+  const kernels::DeviceKvMirror* mirror() const { return mirror_.get(); }
+  const kernels::DeviceKvRegion& region() const { return region_; }
+  int64_t uploaded_blocks = 0;  // block-table entries (per stream) the device has
+
+ private:
+  std::shared_ptr<kernels::DeviceKvMirror> mirror_;
+  kernels::DeviceKvRegion region_;
+};
+
+}  // namespace
+
 struct FoxCudaModel::Impl {
   struct Layer {
     DeviceBuffer<float> attn_norm, q_norm, k_norm, output_norm, mlp_norm;
@@ -84,6 +105,13 @@ struct FoxCudaModel::Impl {
   // Which tensor-core prefill runs: the WMMA kernel or the register-resident mma.sync one
   // (FOXSERVE_PREFILL_KERNEL=wmma|mma, read once at load: an A/B switch for benchmarks).
   bool mma_prefill = true;
+  // Where ACP is planned: on the GPU, from the device mirror of the block tables (default), or
+  // on the host with one round trip a layer (FOXSERVE_ACP_PLANNER=host|device, read once at
+  // load: the A/B pair, and the reference the device planner is tested against).
+  bool device_planner = true;
+  std::shared_ptr<kernels::DeviceKvMirror> mirror;
+  DeviceBuffer<float> fgate_bias;     // [layers][heads]
+  DeviceBuffer<double> weight_bounds;  // [layers][heads] U from the weights
 
   // Scratch, grown as needed.
   DeviceBuffer<int32_t> ids, token_item, item_first, item_last, positions, rows_sel;
@@ -95,14 +123,53 @@ struct FoxCudaModel::Impl {
   // synchronization (kernels/cuda/staging_arena.h says why).
   kernels::UploadArena plan_upload;
   kernels::PinnedBytes readback;
+  // Device-planned steps: per-row plan outputs, task ranges, what comes back after the step.
+  DeviceBuffer<double> row_c;
+  DeviceBuffer<float> row_c_rel;
+  DeviceBuffer<int32_t> row_page, row_slot, prefill_start, decode_begin, decode_end;
+  DeviceBuffer<int64_t> row_table;
+  DeviceBuffer<kernels::AcpStreamReadback> stream_back;
+  DeviceBuffer<double> block_back;
+  kernels::PinnedBytes step_readback;
 
   absl::Status Gemm(const __nv_bfloat16* x_in, int64_t m, int64_t k_dim,
                     const DeviceBuffer<__nv_bfloat16>& w, int64_t n, float* y) {
     return Check(gemm->Run(x_in, m, k_dim, k_dim, w.get(), n, y, n, stream), "matrix product");
   }
 
+  // What the attention of one layer reads: planned on the host or on the device.
+  struct LayerPlan {
+    const int32_t* page = nullptr;  // [rows] for the KV append
+    const int32_t* slot = nullptr;
+    const float* c_rel = nullptr;
+    kernels::CudaAttentionRows rows;  // q and out filled in by RunLayer
+    kernels::CudaPrefillTasks prefill;
+    kernels::CudaDecodeTasks decode;  // count 0: no decode rows
+  };
+  // A step planned on the device: what every layer shares, uploaded once (offsets into
+  // plan_upload).
+  struct DeviceStep {
+    size_t at_items = 0, at_slots = 0;
+    size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_rt = 0, at_rh = 0, at_rp = 0;
+    int32_t prefill_tasks = 0, decode_tasks = 0, decode_rows = 0;
+    std::vector<int64_t> touched_base;  // per item: first touched-block entry of the readback
+    int64_t touched_entries = 0;
+  };
+
   absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
-                        const std::vector<int64_t>& row_offsets, const AcpOptions& acp);
+                        const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                        const DeviceStep* step);
+  // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
+  absl::Status PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
+                               const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                               LayerPlan* plan);
+  // Device planner.
+  absl::Status PrepareDeviceStep(absl::Span<const ForwardItem> items,
+                                 const std::vector<int64_t>& row_offsets, DeviceStep* step);
+  absl::Status PlanLayerOnDevice(int64_t l, int64_t num_items, const AcpOptions& acp,
+                                 const DeviceStep& step, LayerPlan* plan);
+  void ApplyDeviceStep(absl::Span<const ForwardItem> items, const DeviceStep& step,
+                       const char* readback_bytes);
 };
 
 FoxCudaModel::FoxCudaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -144,6 +211,13 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
     }
     impl->mma_prefill = std::strcmp(kernel, "mma") == 0;
   }
+  if (const char* planner = std::getenv("FOXSERVE_ACP_PLANNER"); planner != nullptr) {
+    if (std::strcmp(planner, "host") != 0 && std::strcmp(planner, "device") != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FOXSERVE_ACP_PLANNER must be host or device, got \"", planner, "\""));
+    }
+    impl->device_planner = std::strcmp(planner, "device") == 0;
+  }
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamCreate(&impl->stream), "cudaStreamCreate"));
   const kernels::CublasLtLibrary* cublaslt = kernels::OpenCublasLt(&why);
   if (cublaslt == nullptr) return absl::FailedPreconditionError(why);
@@ -166,6 +240,18 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
     // Free the host copy as soon as it is on the device.
     lw = FoxLayerWeights();
   }
+  {
+    std::vector<float> bias;
+    for (const Impl::Layer& layer : impl->layers) {
+      bias.insert(bias.end(), layer.fgate_bias.begin(), layer.fgate_bias.end());
+    }
+    bias.resize(c.num_hidden_layers * c.num_heads, 0.0f);
+    impl->fgate_bias = ToDevice(bias);
+    impl->weight_bounds.Upload(impl->logit_bounds);
+  }
+  impl->mirror = std::make_shared<kernels::DeviceKvMirror>(
+      static_cast<int32_t>(c.num_hidden_layers * c.num_heads),
+      static_cast<int32_t>(c.num_hidden_layers * 2 * c.hidden_size), impl->stream);
   impl->embeddings = ToBf16(w->embeddings);
   impl->lm_head = ToBf16(w->output_embeddings());
   impl->final_norm = ToDevice(w->final_norm);
@@ -210,13 +296,16 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   m.item_first.Upload(item_first, m.stream);
   m.item_last.Upload(item_last, m.stream);
   m.positions.Upload(positions, m.stream);
+  Impl::DeviceStep step;
+  if (m.device_planner) FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, &step));
   m.x.Resize(N * D);
   FOXSERVE_RETURN_IF_ERROR(Check(
       kernels::LaunchEmbeddingGather(m.ids.get(), m.embeddings.get(), N, D, m.x.get(), m.stream),
       "embeddings"));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    FOXSERVE_RETURN_IF_ERROR(m.RunLayer(l, items, row_offsets, acp));
+    FOXSERVE_RETURN_IF_ERROR(
+        m.RunLayer(l, items, row_offsets, acp, m.device_planner ? &step : nullptr));
   }
 
   // - Final norm and the output projection of the requested rows.
@@ -236,14 +325,333 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
       "final norm"));
   m.logits.Resize(logit_rows * V);
   FOXSERVE_RETURN_IF_ERROR(m.Gemm(m.a.get(), logit_rows, D, m.lm_head, V, m.logits.get()));
+  if (m.device_planner) {
+    // The plan's results come back with the logits: one synchronization for the whole step.
+    const size_t stream_bytes = m.stream_back.size() * sizeof(kernels::AcpStreamReadback);
+    const size_t block_bytes = m.block_back.size() * sizeof(double);
+    m.step_readback.Reserve(stream_bytes + block_bytes, 0);
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(m.step_readback.data(), m.stream_back.get(),
+                                                   stream_bytes, cudaMemcpyDeviceToHost, m.stream),
+                                   "plan readback"));
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpyAsync(m.step_readback.data() + stream_bytes, m.block_back.get(), block_bytes,
+                        cudaMemcpyDeviceToHost, m.stream),
+        "block readback"));
+  }
   *logits = m.logits.Download(m.stream);
+  FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamSynchronize(m.stream), "forward step"));
+  if (m.device_planner) m.ApplyDeviceStep(items, step, m.step_readback.data());
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   return absl::OkStatus();
 }
 
+absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem> items,
+                                                   const std::vector<int64_t>& row_offsets,
+                                                   DeviceStep* step) {
+  const FoxConfig& c = config;
+  const int64_t L = c.num_hidden_layers, H = c.num_heads, D = c.hidden_size;
+  const int64_t streams = L * H;
+  const int64_t num_items = static_cast<int64_t>(items.size());
+
+  // - Regions in the mirror: new sequences get one (which may move the mirror's arrays, so
+  //   every address is read after this loop).
+  std::vector<MirroredSequence*> seqs(num_items);
+  std::vector<bool> fresh(num_items, false);
+  for (int64_t i = 0; i < num_items; ++i) {
+    SequenceKvState& s = *items[i].state;
+    auto* seq = dynamic_cast<MirroredSequence*>(s.backend_state.get());
+    if (s.backend_state != nullptr && (seq == nullptr || seq->mirror() != mirror.get())) {
+      return absl::InvalidArgumentError("sequence state belongs to another backend");
+    }
+    if (seq == nullptr) {
+      const int64_t capacity =
+          std::max<int64_t>((s.max_total_tokens + kPageSize - 1) / kPageSize + 1, s.num_blocks());
+      if (capacity > INT32_MAX / streams) {
+        return absl::OutOfRangeError(absl::StrCat("sequence of ", s.max_total_tokens, " tokens"));
+      }
+      kernels::DeviceKvRegion region;
+      FOXSERVE_RETURN_IF_ERROR(
+          Check(mirror->Allocate(static_cast<int32_t>(capacity), &region), "KV mirror"));
+      auto owned = std::make_unique<MirroredSequence>(mirror, region);
+      seq = owned.get();
+      s.backend_state = std::move(owned);
+      fresh[i] = true;
+    }
+    seqs[i] = seq;
+  }
+
+  // - What goes up: new block-table entries, the state of new sequences, the step's items and
+  //   task shapes. Copies into the mirror run device-to-device after the one upload.
+  struct Placement {
+    size_t from;
+    void* to;
+    size_t bytes;
+  };
+  // [streams] rows of `blocks` entries into rows of the region's capacity.
+  struct BlockRows {
+    size_t from;
+    void* to;
+    int64_t blocks, capacity;
+    size_t entry_bytes;
+  };
+  std::vector<Placement> placements;
+  std::vector<BlockRows> block_rows;
+  kernels::UploadArena& up = plan_upload;
+  up.Reset();
+  std::vector<kernels::AcpPlanItem> plan_items(num_items);
+  std::vector<int32_t> slots(num_items);
+  std::vector<kernels::AttentionItem> att_items(num_items);
+  step->touched_base.assign(num_items, 0);
+  step->touched_entries = 0;
+  for (int64_t i = 0; i < num_items; ++i) {
+    SequenceKvState& s = *items[i].state;
+    MirroredSequence& seq = *seqs[i];
+    const kernels::DeviceKvRegion& region = seq.region();
+    const int64_t cap = region.capacity;
+    const int64_t table0 = region.block_offset;
+    const int64_t have = std::min<int64_t>(s.num_blocks(), cap);
+    if (have > seq.uploaded_blocks) {
+      // Pages only get appended; entries the engine has since evicted are below every pointer.
+      const int64_t nb = have - seq.uploaded_blocks;
+      std::vector<int32_t> pages(streams * nb);
+      for (int64_t st = 0; st < streams; ++st) {
+        std::copy(s.streams[st].pages.begin() + seq.uploaded_blocks,
+                  s.streams[st].pages.begin() + have, pages.begin() + st * nb);
+      }
+      block_rows.push_back({up.Add(pages), mirror->pages() + table0 + seq.uploaded_blocks, nb, cap,
+                            sizeof(int32_t)});
+      seq.uploaded_blocks = have;
+    }
+    if (fresh[i]) {
+      // The host's state (empty for a new sequence, else the state it has kept).
+      const int64_t written = static_cast<int64_t>(s.streams[0].block_c_first.size());
+      if (written > 0) {
+        std::vector<double> first(streams * written), last(streams * written);
+        for (int64_t st = 0; st < streams; ++st) {
+          const KvStream& ks = s.streams[st];
+          std::copy(ks.block_c_first.begin(), ks.block_c_first.begin() + written,
+                    first.begin() + st * written);
+          std::copy(ks.block_c_last.begin(), ks.block_c_last.begin() + written,
+                    last.begin() + st * written);
+        }
+        block_rows.push_back(
+            {up.Add(first), mirror->c_first() + table0, written, cap, sizeof(double)});
+        block_rows.push_back(
+            {up.Add(last), mirror->c_last() + table0, written, cap, sizeof(double)});
+      }
+      std::vector<double> c_now(streams);
+      std::vector<float> key_norm(streams), shift(L * 2 * D);
+      std::vector<int32_t> pointer(streams);
+      for (int64_t st = 0; st < streams; ++st) {
+        c_now[st] = s.streams[st].c_now;
+        key_norm[st] = s.streams[st].max_key_norm;
+        pointer[st] = static_cast<int32_t>(s.streams[st].first_live_block);
+      }
+      for (int64_t l = 0; l < L; ++l) {
+        std::copy(s.k_shift_prev.begin() + l * D, s.k_shift_prev.begin() + (l + 1) * D,
+                  shift.begin() + l * 2 * D);
+        std::copy(s.v_shift_prev.begin() + l * D, s.v_shift_prev.begin() + (l + 1) * D,
+                  shift.begin() + l * 2 * D + D);
+      }
+      const int64_t slot = region.slot;
+      placements.push_back({up.Add(c_now), mirror->c_now() + slot * streams, streams * sizeof(double)});
+      placements.push_back(
+          {up.Add(key_norm), mirror->max_key_norm() + slot * streams, streams * sizeof(float)});
+      placements.push_back(
+          {up.Add(pointer), mirror->first_live_block() + slot * streams, streams * sizeof(int32_t)});
+      placements.push_back({up.Add(shift), mirror->shift() + slot * mirror->shift_floats(),
+                            shift.size() * sizeof(float)});
+    }
+
+    const int64_t r0 = row_offsets[i], n = row_offsets[i + 1] - r0, pos0 = s.num_tokens;
+    kernels::AcpPlanItem& pi = plan_items[i];
+    pi.first_position = pos0;
+    pi.max_total_tokens = s.max_total_tokens;
+    pi.block_offset = table0;
+    pi.block_capacity = static_cast<int32_t>(cap);
+    pi.slot = region.slot;
+    pi.first_row = static_cast<int32_t>(r0);
+    pi.num_tokens = static_cast<int32_t>(n);
+    pi.readback_block_base = step->touched_entries;
+    step->touched_base[i] = step->touched_entries;
+    step->touched_entries += streams * kernels::NumQueryBlocks(pos0, n, kPageSize);
+    slots[i] = region.slot;
+    kernels::AttentionItem& att = att_items[i];
+    att.first_token = static_cast<int32_t>(r0);
+    att.num_tokens = static_cast<int32_t>(n);
+    att.first_position = pos0;
+    if (n == 1) {
+      // The row's tasks start from the host's pointer (a step old, never ahead of this step's
+      // start), the lowest over the layers.
+      att.starts.assign(H, INT32_MAX);
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t h = 0; h < H; ++h) {
+          att.starts[h] = std::min<int32_t>(
+              att.starts[h], static_cast<int32_t>(s.stream(l, h).first_live_block));
+        }
+      }
+    }
+  }
+  kernels::HostAttentionTasks tasks;
+  std::vector<int32_t> prefill_base, decode_base;
+  kernels::BuildAttentionTaskShapes(att_items, static_cast<int32_t>(H), kPageSize,
+                                    kDecodeChunkBlocks, &tasks, &prefill_base, &decode_base);
+  for (int64_t i = 0; i < num_items; ++i) {
+    plan_items[i].prefill_task_base = prefill_base[i];
+    plan_items[i].decode_row_base = decode_base[i];
+  }
+  step->at_items = up.Add(plan_items);
+  step->at_slots = up.Add(slots);
+  step->at_pf = up.Add(tasks.prefill_first_token);
+  step->at_pn = up.Add(tasks.prefill_num_rows);
+  step->at_ph = up.Add(tasks.prefill_head);
+  step->at_dt = up.Add(tasks.decode_token);
+  step->at_dh = up.Add(tasks.decode_head);
+  step->at_rt = up.Add(tasks.row_token);
+  step->at_rh = up.Add(tasks.row_head);
+  step->at_rp = up.Add(tasks.row_partials);
+  step->prefill_tasks = static_cast<int32_t>(tasks.prefill_first_token.size());
+  step->decode_tasks = static_cast<int32_t>(tasks.decode_token.size());
+  step->decode_rows = static_cast<int32_t>(tasks.row_token.size());
+  up.Flush(stream);
+  for (const BlockRows& r : block_rows) {
+    const size_t row_bytes = r.blocks * r.entry_bytes;
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpy2DAsync(r.to, r.capacity * r.entry_bytes, up.At<char>(r.from), row_bytes,
+                          row_bytes, streams, cudaMemcpyDeviceToDevice, stream),
+        "block table upload"));
+  }
+  for (const Placement& p : placements) {
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpyAsync(p.to, up.At<char>(p.from), p.bytes, cudaMemcpyDeviceToDevice, stream),
+        "sequence state upload"));
+  }
+
+  // - Per-step scratch.
+  const int64_t rows = row_offsets.back() * H;
+  row_c.Resize(rows);
+  row_c_rel.Resize(rows);
+  row_page.Resize(rows);
+  row_slot.Resize(rows);
+  row_table.Resize(rows);
+  prefill_start.Resize(std::max<int64_t>(1, step->prefill_tasks));
+  decode_begin.Resize(std::max<int64_t>(1, step->decode_tasks));
+  decode_end.Resize(std::max<int64_t>(1, step->decode_tasks));
+  pm.Resize(std::max<int64_t>(1, step->decode_tasks));
+  pl.Resize(std::max<int64_t>(1, step->decode_tasks));
+  pacc.Resize(std::max<int64_t>(1, step->decode_tasks) * c.head_dim);
+  stream_back.Resize(num_items * streams);
+  block_back.Resize(2 * step->touched_entries);
+  return absl::OkStatus();
+}
+
+absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
+                                                   const AcpOptions& acp, const DeviceStep& step,
+                                                   LayerPlan* plan) {
+  const FoxConfig& c = config;
+  const int64_t H = c.num_heads;
+  const kernels::UploadArena& up = plan_upload;
+  kernels::AcpPlanParams p;
+  p.items = up.At<kernels::AcpPlanItem>(step.at_items);
+  p.num_items = static_cast<int32_t>(num_items);
+  p.layer = static_cast<int32_t>(l);
+  p.num_layers = static_cast<int32_t>(c.num_hidden_layers);
+  p.num_heads = static_cast<int32_t>(H);
+  p.head_dim = static_cast<int32_t>(c.head_dim);
+  p.page_size = kPageSize;
+  switch (c.fgate_type) {
+    case FgateType::kFull:
+      p.gate_mode = kernels::AcpGateMode::kFull;
+      break;
+    case FgateType::kBiasOnly:
+    case FgateType::kFixed:
+      p.gate_mode = kernels::AcpGateMode::kBiasOnly;
+      break;
+    case FgateType::kNone:
+      p.gate_mode = kernels::AcpGateMode::kNone;
+      break;
+  }
+  p.fgate_logits = proj.get() + ip.fgate;
+  p.fgate_stride = ip.rows;
+  p.fgate_bias = fgate_bias.get() + l * H;
+  p.logit_bounds = weight_bounds.get() + l * H;
+  p.q_norms = q_norms.get();
+  p.k_norms = k_norms.get();
+  p.acp_enabled = acp.enabled;
+  p.log_eps = acp.log_eps;
+  p.pages = mirror->pages();
+  p.c_first = mirror->c_first();
+  p.c_last = mirror->c_last();
+  p.c_now = mirror->c_now();
+  p.max_key_norm = mirror->max_key_norm();
+  p.first_live_block = mirror->first_live_block();
+  p.row_c = row_c.get();
+  p.row_c_rel = row_c_rel.get();
+  p.row_page = row_page.get();
+  p.row_slot = row_slot.get();
+  p.row_table = row_table.get();
+  p.prefill_start = prefill_start.get();
+  p.decode_row_partials = up.At<int32_t>(step.at_rp);
+  p.decode_begin = decode_begin.get();
+  p.decode_end = decode_end.get();
+  p.decode_chunk_blocks = kDecodeChunkBlocks;
+  p.streams = stream_back.get();
+  p.touched_blocks = block_back.get();
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAcpPlan(p, stream), "ACP plan"));
+
+  plan->page = row_page.get();
+  plan->slot = row_slot.get();
+  plan->c_rel = row_c_rel.get();
+  plan->rows = kernels::CudaAttentionRows{positions.get(), row_table.get(), mirror->pages(),
+                                          mirror->c_first(), row_c.get(), nullptr, nullptr,
+                                          static_cast<int32_t>(H),
+                                          1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+  plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(step.at_pf), up.At<int32_t>(step.at_pn),
+                                            up.At<int32_t>(step.at_ph), prefill_start.get(),
+                                            step.prefill_tasks};
+  plan->decode = kernels::CudaDecodeTasks{up.At<int32_t>(step.at_dt), up.At<int32_t>(step.at_dh),
+                                          decode_begin.get(), decode_end.get(), step.decode_tasks,
+                                          up.At<int32_t>(step.at_rt), up.At<int32_t>(step.at_rh),
+                                          up.At<int32_t>(step.at_rp), step.decode_rows, pm.get(),
+                                          pl.get(), pacc.get()};
+  return absl::OkStatus();
+}
+
+void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
+                                         const DeviceStep& step, const char* readback_bytes) {
+  const int64_t L = config.num_hidden_layers, H = config.num_heads;
+  const auto* back = reinterpret_cast<const kernels::AcpStreamReadback*>(readback_bytes);
+  const auto* touched = reinterpret_cast<const double*>(
+      readback_bytes + stream_back.size() * sizeof(kernels::AcpStreamReadback));
+  for (size_t i = 0; i < items.size(); ++i) {
+    SequenceKvState& s = *items[i].state;
+    const int64_t pos0 = s.num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
+    const int64_t first_block = pos0 / kPageSize;
+    const int64_t nqb = kernels::NumQueryBlocks(pos0, n, kPageSize);
+    for (int64_t st = 0; st < L * H; ++st) {
+      const kernels::AcpStreamReadback& b = back[i * L * H + st];
+      KvStream& ks = s.streams[st];
+      ks.c_now = b.c_now;
+      ks.max_key_norm = b.max_key_norm;
+      ks.first_live_block = b.first_live_block;
+      const double* tb = touched + 2 * (step.touched_base[i] + st * nqb);
+      ks.block_c_first.resize(std::max<size_t>(ks.block_c_first.size(), first_block + nqb));
+      ks.block_c_last.resize(ks.block_c_first.size());
+      for (int64_t j = 0; j < nqb; ++j) {
+        ks.block_c_first[first_block + j] = tb[2 * j];
+        ks.block_c_last[first_block + j] = tb[2 * j + 1];
+      }
+      if (AcpCounters* counters = items[i].acp_counters; counters != nullptr) {
+        counters->computed[st] += b.tiles_computed;
+        counters->skipped[st] += b.tiles_skipped;
+      }
+    }
+  }
+}
+
 absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardItem> items,
                                           const std::vector<int64_t>& row_offsets,
-                                          const AcpOptions& acp) {
+                                          const AcpOptions& acp, const DeviceStep* step) {
   const FoxConfig& c = config;
   const Layer& w = layers[l];
   const int64_t D = c.hidden_size, H = c.num_heads, d = c.head_dim, I = c.intermediate_size;
@@ -258,15 +666,31 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
                                  "attention norm"));
   proj.Resize(N * P);
   FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.in_proj, P, proj.get()));
-  std::vector<float> shift_host(num_items * 2 * D, 0.0f);
-  for (int64_t i = 0; i < num_items; ++i) {
-    const SequenceKvState& s = *items[i].state;
-    std::copy(s.k_shift_prev.begin() + l * D, s.k_shift_prev.begin() + (l + 1) * D,
-              shift_host.begin() + i * 2 * D);
-    std::copy(s.v_shift_prev.begin() + l * D, s.v_shift_prev.begin() + (l + 1) * D,
-              shift_host.begin() + i * 2 * D + D);
+  shift_in.Resize(num_items * 2 * D);
+  shift_out.Resize(num_items * 2 * D);
+  // The token-shift state of each item: from its mirror slot (row slot * layers + l of width
+  // 2D), or from the host.
+  float* const mirror_shift = step != nullptr ? mirror->shift() + l * 2 * D : nullptr;
+  const int32_t* const item_slots =
+      step != nullptr ? plan_upload.At<int32_t>(step->at_slots) : nullptr;
+  const int64_t slot_stride = c.num_hidden_layers * 2 * D;
+  if (step != nullptr) {
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        kernels::LaunchCopyRows(mirror_shift, item_slots, slot_stride, shift_in.get(), nullptr,
+                                2 * D, static_cast<int32_t>(num_items),
+                                static_cast<int32_t>(2 * D), stream),
+        "shift state"));
+  } else {
+    std::vector<float> shift_host(num_items * 2 * D, 0.0f);
+    for (int64_t i = 0; i < num_items; ++i) {
+      const SequenceKvState& s = *items[i].state;
+      std::copy(s.k_shift_prev.begin() + l * D, s.k_shift_prev.begin() + (l + 1) * D,
+                shift_host.begin() + i * 2 * D);
+      std::copy(s.v_shift_prev.begin() + l * D, s.v_shift_prev.begin() + (l + 1) * D,
+                shift_host.begin() + i * 2 * D + D);
+    }
+    shift_in.Upload(shift_host, stream);
   }
-  shift_in.Upload(shift_host, stream);
   q.Resize(N * D);
   k.Resize(N * D);
   v.Resize(N * D);
@@ -295,13 +719,84 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   prep.q_norms = q_norms.get();
   prep.k_norms = k_norms.get();
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAttentionPrep(prep, stream), "attention prep"));
-  shift_out.Resize(num_items * 2 * D);
   FOXSERVE_RETURN_IF_ERROR(Check(
       kernels::LaunchGatherShiftState(proj.get(), P, static_cast<int32_t>(ip.k),
                                       static_cast<int32_t>(ip.v), item_last.get(),
                                       static_cast<int32_t>(num_items), static_cast<int32_t>(D),
                                       shift_out.get(), stream),
       "shift state"));
+
+  // - The plan: c, block metadata, ACP starts, attention tasks.
+  LayerPlan plan;
+  if (step != nullptr) {
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        kernels::LaunchCopyRows(shift_out.get(), nullptr, 2 * D, mirror_shift, item_slots,
+                                slot_stride, static_cast<int32_t>(num_items),
+                                static_cast<int32_t>(2 * D), stream),
+        "shift state"));
+    FOXSERVE_RETURN_IF_ERROR(PlanLayerOnDevice(l, num_items, acp, *step, &plan));
+  } else {
+    FOXSERVE_RETURN_IF_ERROR(PlanLayerOnHost(l, items, row_offsets, acp, &plan));
+  }
+
+  // - Append K/V/C, attention.
+  kernels::CudaKvPool kv{pool.get(), num_pages, kPageSize, static_cast<int32_t>(d)};
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAppendKv(kv, k.get(), v.get(), plan.page, plan.slot,
+                                                         plan.c_rel, static_cast<int32_t>(N),
+                                                         static_cast<int32_t>(H), stream),
+                                 "KV append"));
+  attn.Resize(N * D);
+  plan.rows.q = q.get();
+  plan.rows.out = attn.get();
+  FOXSERVE_RETURN_IF_ERROR(
+      Check(mma_prefill ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
+                        : kernels::LaunchPagedPrefillTensorCore(kv, plan.rows, plan.prefill, stream),
+            "prefill attention"));
+  if (plan.decode.count > 0) {
+    FOXSERVE_RETURN_IF_ERROR(
+        Check(kernels::LaunchPagedDecode(kv, plan.rows, plan.decode, stream), "decode attention"));
+  }
+
+  // - Output norm and gate, output projection, residual; MLP.
+  o.Resize(N * D);
+  kernels::OutputGateParams gate;
+  gate.attn = attn.get();
+  gate.proj = proj.get();
+  gate.proj_stride = P;
+  gate.ogate_offset = static_cast<int32_t>(ip.ogate);
+  gate.ogate_silu = c.ogate_act == OgateActivation::kSilu;
+  gate.output_norm = c.use_output_norm ? w.output_norm.get() : nullptr;
+  gate.norm_eps = eps;
+  gate.num_tokens = static_cast<int32_t>(N);
+  gate.num_heads = static_cast<int32_t>(H);
+  gate.hidden = static_cast<int32_t>(D);
+  gate.out = o.get();
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchOutputNormGate(gate, stream), "output gate"));
+  delta.Resize(N * D);
+  FOXSERVE_RETURN_IF_ERROR(Gemm(o.get(), N, D, w.o_proj, D, delta.get()));
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual"));
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.mlp_norm.get(), N,
+                                                              D, eps, a.get(), stream),
+                                 "MLP norm"));
+  gate_up.Resize(N * 2 * I);
+  FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.gate_up, 2 * I, gate_up.get()));
+  mid.Resize(N * I);
+  FOXSERVE_RETURN_IF_ERROR(Check(
+      kernels::LaunchGatedActivation(gate_up.get(), N, I, c.hidden_act == MlpActivation::kSwish,
+                                     mid.get(), stream),
+      "MLP activation"));
+  FOXSERVE_RETURN_IF_ERROR(Gemm(mid.get(), N, I, w.down, D, delta.get()));
+  return Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual");
+}
+
+absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
+                                                 const std::vector<int64_t>& row_offsets,
+                                                 const AcpOptions& acp, LayerPlan* plan) {
+  const FoxConfig& c = config;
+  const Layer& w = layers[l];
+  const int64_t D = c.hidden_size, H = c.num_heads, d = c.head_dim;
+  const int64_t P = ip.rows, N = row_offsets.back();
+  const int64_t num_items = static_cast<int64_t>(items.size());
 
   // - Bring back what the host plans with: forget-gate logits, q/k norms, shift states.
   readback.Reserve((3 * N * H + num_items * 2 * D) * sizeof(float), 0);
@@ -411,70 +906,31 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   const size_t at_rp = up.Add(tasks.row_partials);
   up.Flush(stream);
 
-  // - Append K/V/C, attention.
-  kernels::CudaKvPool kv{pool.get(), num_pages, kPageSize, static_cast<int32_t>(d)};
-  FOXSERVE_RETURN_IF_ERROR(Check(
-      kernels::LaunchAppendKv(kv, k.get(), v.get(), up.At<int32_t>(at_page),
-                              up.At<int32_t>(at_slot), up.At<float>(at_c_rel),
-                              static_cast<int32_t>(N), static_cast<int32_t>(H), stream),
-      "KV append"));
-  attn.Resize(N * D);
-  kernels::CudaAttentionRows rows{positions.get(), up.At<int64_t>(at_table),
-                                  up.At<int32_t>(at_pages), up.At<double>(at_base),
-                                  up.At<double>(at_c), q.get(), attn.get(),
-                                  static_cast<int32_t>(H),
-                                  1.0f / std::sqrt(static_cast<float>(d))};
-  kernels::CudaPrefillTasks prefill{up.At<int32_t>(at_pf), up.At<int32_t>(at_pn),
-                                    up.At<int32_t>(at_ph), up.At<int32_t>(at_pst),
-                                    static_cast<int32_t>(tasks.prefill_first_token.size())};
-  FOXSERVE_RETURN_IF_ERROR(
-      Check(mma_prefill ? kernels::LaunchPagedPrefillMma(kv, rows, prefill, stream)
-                        : kernels::LaunchPagedPrefillTensorCore(kv, rows, prefill, stream),
-            "prefill attention"));
-  if (!tasks.decode_token.empty()) {
-    pm.Resize(tasks.decode_token.size());
-    pl.Resize(tasks.decode_token.size());
-    pacc.Resize(tasks.decode_token.size() * d);
-    kernels::CudaDecodeTasks decode{up.At<int32_t>(at_dt), up.At<int32_t>(at_dh),
-                                    up.At<int32_t>(at_db), up.At<int32_t>(at_de),
-                                    static_cast<int32_t>(tasks.decode_token.size()),
-                                    up.At<int32_t>(at_rt), up.At<int32_t>(at_rh),
-                                    up.At<int32_t>(at_rp),
-                                    static_cast<int32_t>(tasks.row_token.size()), pm.get(), pl.get(),
-                                    pacc.get()};
-    FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchPagedDecode(kv, rows, decode, stream), "decode attention"));
+  plan->page = up.At<int32_t>(at_page);
+  plan->slot = up.At<int32_t>(at_slot);
+  plan->c_rel = up.At<float>(at_c_rel);
+  plan->rows = kernels::CudaAttentionRows{positions.get(), up.At<int64_t>(at_table),
+                                          up.At<int32_t>(at_pages), up.At<double>(at_base),
+                                          up.At<double>(at_c), nullptr, nullptr,
+                                          static_cast<int32_t>(H),
+                                          1.0f / std::sqrt(static_cast<float>(d))};
+  plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(at_pf), up.At<int32_t>(at_pn),
+                                            up.At<int32_t>(at_ph), up.At<int32_t>(at_pst),
+                                            static_cast<int32_t>(tasks.prefill_first_token.size())};
+  const int64_t decode_tasks = static_cast<int64_t>(tasks.decode_token.size());
+  if (decode_tasks > 0) {
+    pm.Resize(decode_tasks);
+    pl.Resize(decode_tasks);
+    pacc.Resize(decode_tasks * d);
   }
-
-  // - Output norm and gate, output projection, residual; MLP.
-  o.Resize(N * D);
-  kernels::OutputGateParams gate;
-  gate.attn = attn.get();
-  gate.proj = proj.get();
-  gate.proj_stride = P;
-  gate.ogate_offset = static_cast<int32_t>(ip.ogate);
-  gate.ogate_silu = c.ogate_act == OgateActivation::kSilu;
-  gate.output_norm = c.use_output_norm ? w.output_norm.get() : nullptr;
-  gate.norm_eps = eps;
-  gate.num_tokens = static_cast<int32_t>(N);
-  gate.num_heads = static_cast<int32_t>(H);
-  gate.hidden = static_cast<int32_t>(D);
-  gate.out = o.get();
-  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchOutputNormGate(gate, stream), "output gate"));
-  delta.Resize(N * D);
-  FOXSERVE_RETURN_IF_ERROR(Gemm(o.get(), N, D, w.o_proj, D, delta.get()));
-  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual"));
-  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.mlp_norm.get(), N,
-                                                              D, eps, a.get(), stream),
-                                 "MLP norm"));
-  gate_up.Resize(N * 2 * I);
-  FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.gate_up, 2 * I, gate_up.get()));
-  mid.Resize(N * I);
-  FOXSERVE_RETURN_IF_ERROR(Check(
-      kernels::LaunchGatedActivation(gate_up.get(), N, I, c.hidden_act == MlpActivation::kSwish,
-                                     mid.get(), stream),
-      "MLP activation"));
-  FOXSERVE_RETURN_IF_ERROR(Gemm(mid.get(), N, I, w.down, D, delta.get()));
-  return Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual");
+  plan->decode = kernels::CudaDecodeTasks{up.At<int32_t>(at_dt), up.At<int32_t>(at_dh),
+                                          up.At<int32_t>(at_db), up.At<int32_t>(at_de),
+                                          static_cast<int32_t>(decode_tasks),
+                                          up.At<int32_t>(at_rt), up.At<int32_t>(at_rh),
+                                          up.At<int32_t>(at_rp),
+                                          static_cast<int32_t>(tasks.row_token.size()), pm.get(),
+                                          pl.get(), pacc.get()};
+  return absl::OkStatus();
 }
 
 }  // namespace models

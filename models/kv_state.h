@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/paged_kv.h"
@@ -38,6 +39,14 @@ struct KvStream {
   }
 };
 
+// What a backend keeps of a sequence outside host memory (the CUDA backend's device copy of the
+// block tables and c metadata, kernels/cuda/device_kv_mirror.h). Freed with the sequence, and
+// dropped by Reset, so a backend never sees state that the host has forgotten.
+class BackendSequenceState {
+ public:
+  virtual ~BackendSequenceState() = default;
+};
+
 struct SequenceKvState {
   SequenceKvState(int64_t num_layers, int64_t num_heads, int64_t hidden_size,
                   int64_t max_total_tokens)
@@ -51,6 +60,7 @@ struct SequenceKvState {
   KvStream& stream(int64_t layer, int64_t head) { return streams[layer * num_heads + head]; }
   // Forgets everything written (preemption by recompute). Pages must have been released first.
   void Reset() {
+    backend_state.reset();
     num_tokens = 0;
     for (KvStream& s : streams) s = KvStream();
     std::fill(k_shift_prev.begin(), k_shift_prev.end(), 0.0f);
@@ -77,6 +87,10 @@ struct SequenceKvState {
   std::vector<KvStream> streams;     // [layer][head]
   std::vector<float> k_shift_prev;   // [layer][D] pre-shift k projection of the last token
   std::vector<float> v_shift_prev;   // [layer][D] pre-shift v projection of the last token
+  // Set by a backend that keeps state on its device. The CUDA backend then keeps the token-shift
+  // state there only (k_shift_prev / v_shift_prev above are not updated); everything else above
+  // is brought back after every forward step.
+  std::unique_ptr<BackendSequenceState> backend_state;
 };
 
 // Blocks computed and skipped by ACP, per (layer, head). A block is one (query block, key block)

@@ -49,5 +49,51 @@ void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_he
   }
 }
 
+void BuildAttentionTaskShapes(const std::vector<AttentionItem>& items, int32_t num_heads,
+                              int32_t page_size, int32_t decode_chunk_blocks,
+                              HostAttentionTasks* out, std::vector<int32_t>* prefill_task_base,
+                              std::vector<int32_t>* decode_row_base) {
+  *out = HostAttentionTasks();
+  prefill_task_base->assign(items.size(), -1);
+  decode_row_base->assign(items.size(), -1);
+  out->row_partials.push_back(0);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const AttentionItem& item = items[i];
+    const int64_t first_block = item.first_position / page_size;
+    const int64_t last_block = (item.first_position + item.num_tokens - 1) / page_size;
+    if (item.num_tokens == 1) {
+      FOXSERVE_CHECK_EQ(static_cast<int64_t>(item.starts.size()), num_heads);
+      (*decode_row_base)[i] = static_cast<int32_t>(out->row_token.size());
+      for (int32_t h = 0; h < num_heads; ++h) {
+        const int64_t lower = std::min<int64_t>(item.starts[h], last_block);
+        const int64_t chunks = (last_block + 1 - lower + decode_chunk_blocks - 1) / decode_chunk_blocks;
+        for (int64_t c = 0; c < chunks; ++c) {
+          out->decode_token.push_back(item.first_token);
+          out->decode_head.push_back(h);
+        }
+        out->row_token.push_back(item.first_token);
+        out->row_head.push_back(h);
+        out->row_partials.push_back(static_cast<int32_t>(out->decode_token.size()));
+      }
+      continue;
+    }
+    (*prefill_task_base)[i] = static_cast<int32_t>(out->prefill_first_token.size());
+    for (int32_t h = 0; h < num_heads; ++h) {
+      for (int64_t block = first_block; block <= last_block; ++block) {
+        const int64_t row_begin = std::max<int64_t>(item.first_position, block * page_size);
+        const int64_t row_end =
+            std::min<int64_t>(item.first_position + item.num_tokens, (block + 1) * page_size);
+        out->prefill_first_token.push_back(
+            static_cast<int32_t>(item.first_token + row_begin - item.first_position));
+        out->prefill_num_rows.push_back(static_cast<int32_t>(row_end - row_begin));
+        out->prefill_head.push_back(h);
+      }
+    }
+  }
+  out->prefill_start.assign(out->prefill_first_token.size(), 0);
+  out->decode_begin.assign(out->decode_token.size(), 0);
+  out->decode_end.assign(out->decode_token.size(), 0);
+}
+
 }  // namespace kernels
 }  // namespace foxserve

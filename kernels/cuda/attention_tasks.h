@@ -31,6 +31,17 @@ struct HostAttentionTasks {
 void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_heads,
                          int32_t page_size, int32_t decode_chunk_blocks, HostAttentionTasks* out);
 
+// The same task lists for a step whose ACP starts are planned on the GPU (acp_plan_cuda.h): the
+// shapes only, in the same order, prefill_start and decode_begin/end left for the planner. Per
+// decode item, item.starts holds [head] a block that no start of this step can precede (the
+// host's copy of the pointer, one step old); its row gets the tasks that cover the blocks from
+// there. prefill_task_base / decode_row_base: per item, its first prefill task (-1 if decode)
+// and its first decode row (-1 if prefill).
+void BuildAttentionTaskShapes(const std::vector<AttentionItem>& items, int32_t num_heads,
+                              int32_t page_size, int32_t decode_chunk_blocks,
+                              HostAttentionTasks* out, std::vector<int32_t>* prefill_task_base,
+                              std::vector<int32_t>* decode_row_base);
+
 }  // namespace kernels
 }  // namespace foxserve
 

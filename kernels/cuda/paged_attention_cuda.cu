@@ -138,10 +138,19 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
   __shared__ float l_s[kDecodeThreads];
 
   const int task = blockIdx.x;
+  const int tid = threadIdx.x;
+  // Tasks planned on the GPU may be empty (their row's live range was shorter than the host's
+  // bound): no key, a partial that weighs nothing in the merge.
+  if (tasks.block_begin[task] >= tasks.block_end[task]) {
+    if (tid == 0) {
+      tasks.partial_l[task] = 0.0f;
+      tasks.partial_m[task] = -FLT_MAX;
+    }
+    return;
+  }
   const int t = tasks.token[task];
   const int h = tasks.head[task];
   const int H = rows.num_heads;
-  const int tid = threadIdx.x;
   const int64_t row = static_cast<int64_t>(t) * H + h;
   const int64_t table = rows.row_table[row];
   const int32_t* pages = rows.pages + table;

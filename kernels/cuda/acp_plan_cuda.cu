@@ -1,0 +1,179 @@
+#include "kernels/cuda/acp_plan_cuda.h"
+
+#include "kernels/acp_boundary.h"
+
+namespace foxserve {
+namespace kernels {
+namespace {
+
+constexpr int kWarpsPerBlock = 4;
+
+// As kernels::LogSigmoid on the CPU (kernels/cpu/elementwise.h), in double.
+__device__ double LogSigmoidD(double x) { return fmin(x, 0.0) - log1p(exp(-fabs(x))); }
+
+__device__ double LogForget(const AcpPlanParams& p, int64_t token, int h) {
+  switch (p.gate_mode) {
+    case AcpGateMode::kFull:
+      return LogSigmoidD(static_cast<double>(p.fgate_logits[token * p.fgate_stride + h]) +
+                         p.fgate_bias[h]);
+    case AcpGateMode::kBiasOnly:
+      return LogSigmoidD(p.fgate_bias[h]);
+    case AcpGateMode::kNone:
+      break;
+  }
+  return 0.0;
+}
+
+__global__ void AcpPlanKernel(AcpPlanParams p) {
+  const int warp = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
+  if (warp >= p.num_items * p.num_heads) return;
+  const int lane = threadIdx.x % 32;
+  const int i = warp / p.num_heads, h = warp % p.num_heads;
+  const AcpPlanItem item = p.items[i];
+  const int H = p.num_heads, PS = p.page_size;
+  const int n = item.num_tokens;
+  const int64_t pos0 = item.first_position;
+  const int s = p.layer * H + h;  // stream within the sequence
+  const int64_t table = item.block_offset + int64_t{s} * item.block_capacity;
+  const int64_t scalar = int64_t{item.slot} * p.num_layers * H + s;
+  double* c_first = p.c_first + table;
+  double* c_last = p.c_last + table;
+
+  // - c of the new tokens (prefix sum of log f), block metadata, largest norms.
+  double carry = p.c_now[scalar];
+  float max_q = 0.0f, max_k = 0.0f;
+  for (int base = 0; base < n; base += 32) {
+    const int t = base + lane;
+    const bool valid = t < n;
+    const int64_t token = item.first_row + t;
+    double x = valid ? LogForget(p, token, h) : 0.0;
+    for (int offset = 1; offset < 32; offset *= 2) {
+      const double y = __shfl_up_sync(0xffffffffu, x, offset);
+      if (lane >= offset) x += y;
+    }
+    const double c = carry + x;
+    carry = __shfl_sync(0xffffffffu, c, 31);
+    if (valid) {
+      const int64_t row = token * H + h;
+      const int64_t pos = pos0 + t, block = pos / PS;
+      p.row_c[row] = c;
+      if (pos % PS == 0) c_first[block] = c;
+      if (pos % PS == PS - 1 || t == n - 1) c_last[block] = c;
+      max_q = fmaxf(max_q, p.q_norms[row]);
+      max_k = fmaxf(max_k, p.k_norms[row]);
+    }
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    max_q = fmaxf(max_q, __shfl_xor_sync(0xffffffffu, max_q, offset));
+    max_k = fmaxf(max_k, __shfl_xor_sync(0xffffffffu, max_k, offset));
+  }
+  __syncwarp();  // the block c written above, before other lanes read it
+
+  // - Per row: C entry, page and slot for the append, the block-table offset for attention.
+  for (int t = lane; t < n; t += 32) {
+    const int64_t row = (item.first_row + int64_t{t}) * H + h;
+    const int64_t pos = pos0 + t, block = pos / PS;
+    p.row_c_rel[row] = static_cast<float>(p.row_c[row] - c_first[block]);
+    p.row_page[row] = p.pages[table + block];
+    p.row_slot[row] = static_cast<int32_t>(pos % PS);
+    p.row_table[row] = table;
+  }
+  if (lane != 0) return;
+
+  // - Lane 0: this step's starts, the tile counts, the per-request pointer (as PlanStarts,
+  //   CountTiles and AdvancePointer in models/acp_stream_plan.cc).
+  const double c_now = carry;
+  const float key_norm = fmaxf(p.max_key_norm[scalar], max_k);
+  int64_t pointer = p.first_live_block[scalar];
+  const double u_weight = p.logit_bounds[h];
+  const int64_t first_block = pos0 / PS, last_block = (pos0 + n - 1) / PS;
+  const int64_t num_qblocks = last_block - first_block + 1;
+  double delta = 0.0;
+  if (p.acp_enabled) {
+    const double actual_bound = static_cast<double>(max_q) * key_norm /
+                                sqrt(static_cast<double>(p.head_dim)) * (1.0 + 1e-5);
+    delta = AcpThreshold(fmin(u_weight, actual_bound), static_cast<double>(pos0 + n), p.log_eps);
+  }
+  uint32_t computed = 0, skipped = 0;
+  int64_t begin = pointer;
+  for (int64_t qb = 0; qb < num_qblocks; ++qb) {
+    int32_t start = 0;
+    if (p.acp_enabled) {
+      const int64_t first_row = qb == 0 ? 0 : (first_block + qb) * PS - pos0;
+      begin = FirstLiveBlock(c_last, begin, first_block + qb,
+                             p.row_c[(item.first_row + first_row) * H + h], delta);
+      start = static_cast<int32_t>(begin);
+    }
+    skipped += start;
+    computed += static_cast<uint32_t>(first_block + qb + 1 - start);
+    if (n == 1) {
+      // Decode: the row's split-K tasks cover [start, last_block] from the start on; the host
+      // sized them from an older (never larger) pointer, so they suffice, and the rest are empty.
+      const int r = item.decode_row_base + h;
+      const int p0 = p.decode_row_partials[r], p1 = p.decode_row_partials[r + 1];
+      const int64_t end = last_block + 1;
+      if (start + int64_t{p1 - p0} * p.decode_chunk_blocks < end) __trap();
+      for (int task = p0; task < p1; ++task) {
+        const int64_t b = start + int64_t{task - p0} * p.decode_chunk_blocks;
+        p.decode_begin[task] = static_cast<int32_t>(b < end ? b : end);
+        p.decode_end[task] = static_cast<int32_t>(b + p.decode_chunk_blocks < end
+                                                      ? b + p.decode_chunk_blocks
+                                                      : end);
+      }
+    } else {
+      p.prefill_start[item.prefill_task_base + h * num_qblocks + qb] = start;
+    }
+  }
+  if (p.acp_enabled) {
+    const double request_delta =
+        AcpThreshold(u_weight, static_cast<double>(item.max_total_tokens), p.log_eps);
+    pointer = FirstLiveBlock(c_last, pointer, last_block, c_now, request_delta);
+  }
+  p.c_now[scalar] = c_now;
+  p.max_key_norm[scalar] = key_norm;
+  p.first_live_block[scalar] = static_cast<int32_t>(pointer);
+
+  AcpStreamReadback back;
+  back.c_now = c_now;
+  back.max_key_norm = key_norm;
+  back.first_live_block = static_cast<int32_t>(pointer);
+  back.tiles_computed = computed;
+  back.tiles_skipped = skipped;
+  p.streams[(int64_t{i} * p.num_layers + p.layer) * H + h] = back;
+  double* touched = p.touched_blocks + 2 * (item.readback_block_base + s * num_qblocks);
+  for (int64_t j = 0; j < num_qblocks; ++j) {
+    touched[2 * j] = c_first[first_block + j];
+    touched[2 * j + 1] = c_last[first_block + j];
+  }
+}
+
+__global__ void CopyRowsKernel(const float* src, const int32_t* src_rows, int64_t src_stride,
+                               float* dst, const int32_t* dst_rows, int64_t dst_stride,
+                               int32_t width) {
+  const int i = blockIdx.x;
+  const float* from = src + (src_rows != nullptr ? src_rows[i] : i) * src_stride;
+  float* to = dst + (dst_rows != nullptr ? dst_rows[i] : i) * dst_stride;
+  for (int e = threadIdx.x; e < width; e += blockDim.x) to[e] = from[e];
+}
+
+}  // namespace
+
+cudaError_t LaunchAcpPlan(const AcpPlanParams& p, cudaStream_t stream) {
+  const int64_t warps = int64_t{p.num_items} * p.num_heads;
+  if (warps == 0) return cudaSuccess;
+  AcpPlanKernel<<<static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock),
+                  32 * kWarpsPerBlock, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchCopyRows(const float* src, const int32_t* src_rows, int64_t src_stride,
+                           float* dst, const int32_t* dst_rows, int64_t dst_stride, int32_t count,
+                           int32_t width, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  CopyRowsKernel<<<count, 256, 0, stream>>>(src, src_rows, src_stride, dst, dst_rows, dst_stride,
+                                            width);
+  return cudaGetLastError();
+}
+
+}  // namespace kernels
+}  // namespace foxserve
