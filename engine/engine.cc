@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
@@ -54,6 +55,7 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
       tokenizer_(tokenizer),
       options_(options),
       observer_(observer),
+      profile_(std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr),
       blocks_(backend->num_pages()),
       scheduler_(
           [&] {
@@ -67,7 +69,10 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
   }
 }
 
-Engine::~Engine() { AbortAll(absl::CancelledError("engine destroyed")); }
+Engine::~Engine() {
+  AbortAll(absl::CancelledError("engine destroyed"));
+  profile_.Summary(stderr);
+}
 
 int64_t Engine::num_evicted_pages() const {
   int64_t n = 0;
@@ -219,22 +224,34 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
   sequences_.erase(seq->id);
 }
 
-void Engine::Advance(Sequence* seq, absl::Span<float> logits) {
-  for (float l : logits) {
-    if (!std::isfinite(l)) {
-      Finish(seq, FinishReason::kError,
-             absl::InternalError("the model produced non-finite logits for this request"),
-             RequestOutput());
-      return;
-    }
+void Engine::Advance(Sequence* seq, absl::Span<float> logits, const int32_t* greedy_token) {
+  const auto t_sample = HostStageProfile::Clock::now();
+  const bool finite =
+      greedy_token != nullptr
+          ? *greedy_token >= 0
+          : std::all_of(logits.begin(), logits.end(), [](float l) { return std::isfinite(l); });
+  if (!finite) {
+    Finish(seq, FinishReason::kError,
+           absl::InternalError("the model produced non-finite logits for this request"),
+           RequestOutput());
+    return;
   }
-  // Log probabilities come from the raw logits: the sampler applies penalties in place.
+  // Log probabilities come from the raw logits: the sampler applies penalties in place. (The
+  // greedy path is only taken without logprobs.)
   std::vector<float> raw;
   if (seq->request.logprobs >= 0) raw.assign(logits.begin(), logits.end());
-  const int32_t id = seq->sampler.Sample(logits);
+  int32_t id;
+  if (greedy_token != nullptr) {
+    id = *greedy_token;
+    seq->sampler.RecordGenerated(id);
+  } else {
+    id = seq->sampler.Sample(logits);
+  }
   GeneratedToken token;
   token.id = id;
   if (seq->request.logprobs >= 0) FillLogprobs(raw, id, seq->request.logprobs, &token);
+  profile_.Add("sample", t_sample);
+  const auto t_output = HostStageProfile::Clock::now();
   const Clock::time_point now = Clock::now();
   if (observer_ != nullptr) {
     if (!seq->first_token_time) {
@@ -277,11 +294,14 @@ void Engine::Advance(Sequence* seq, absl::Span<float> logits) {
   } else if (reason == FinishReason::kNone && seq->num_generated() >= seq->request.max_new_tokens) {
     reason = FinishReason::kLength;
   }
+  profile_.Add("detokenize", t_output);
+  const auto t_deliver = HostStageProfile::Clock::now();
   if (reason != FinishReason::kNone) {
     Finish(seq, reason, absl::OkStatus(), std::move(output));
   } else if (seq->sink != nullptr) {
     seq->sink->OnOutput(std::move(output));
   }
+  profile_.Add("deliver", t_deliver);
 }
 
 absl::Status Engine::Step(const std::function<void()>& before_outputs) {
@@ -289,6 +309,8 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   const models::FoxConfig& config = backend_->config();
   const int64_t L = config.num_hidden_layers, H = config.num_heads;
   ScheduleResult plan = scheduler_.Schedule();
+  profile_.Add("schedule", start);
+  profile_.CountStep();
   StepStats stats;
   stats.num_layers = L;
   stats.num_heads = H;
@@ -298,6 +320,9 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   std::vector<models::ForwardItem> items;
   std::vector<AcpPhase> phases;
   step_counters_.resize(plan.chunks.size());
+  greedy_tokens_.assign(plan.chunks.size(), -1);
+  std::vector<int64_t> logits_row(plan.chunks.size(), -1);
+  int64_t returned_rows = 0;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& chunk = plan.chunks[i];
     Sequence* seq = chunk.sequence;
@@ -311,12 +336,22 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
     item.tokens = absl::MakeConstSpan(seq->tokens).subspan(seq->num_computed(), chunk.num_tokens);
     item.all_logits = false;
     item.acp_counters = &step_counters_[i];
+    // Logits come to the host only when the sampler needs them: a chunk that leaves prompt to
+    // compute needs none, a plain greedy request without logprobs only their argmax.
+    const bool samples = chunk.num_tokens == seq->num_to_compute();
+    if (!samples || (seq->sampler.plain_greedy() && seq->request.logprobs < 0)) {
+      item.greedy_token = &greedy_tokens_[i];
+    } else {
+      logits_row[i] = returned_rows++;
+    }
     items.push_back(item);
   }
 
   absl::Status status = absl::OkStatus();
   if (!items.empty()) {
+    const auto t_forward = HostStageProfile::Clock::now();
     status = backend_->Forward(items, &logits_);
+    profile_.Add("forward", t_forward);
     if (!status.ok()) {
       healthy_ = false;
       AbortAll(absl::UnavailableError(
@@ -345,13 +380,19 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   stats.kv_pages_total = blocks_.num_pages_total();
   stats.seconds = SecondsBetween(start, Clock::now());
   if (observer_ != nullptr) observer_->OnStep(stats);
+  const auto t_publish = HostStageProfile::Clock::now();
   if (before_outputs) before_outputs();
+  profile_.Add("publish", t_publish);
   if (status.ok()) {
     const int64_t V = config.vocab_size;
     for (size_t i = 0; i < plan.chunks.size(); ++i) {
       Sequence* seq = plan.chunks[i].sequence;
       if (seq->num_to_compute() > 0) continue;  // prefill continues next step
-      Advance(seq, absl::MakeSpan(logits_).subspan(i * V, V));
+      if (logits_row[i] < 0) {
+        Advance(seq, absl::Span<float>(), &greedy_tokens_[i]);
+      } else {
+        Advance(seq, absl::MakeSpan(logits_).subspan(logits_row[i] * V, V), nullptr);
+      }
     }
   }
   return status;

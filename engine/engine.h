@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "engine/engine_observer.h"
+#include "engine/host_stage_profile.h"
 #include "engine/kv_block_manager.h"
 #include "engine/kv_report.h"
 #include "engine/model_backend.h"
@@ -79,8 +80,9 @@ class Engine {
 
  private:
   void Finish(Sequence* seq, FinishReason reason, absl::Status status, RequestOutput output);
-  // Samples the next token of a sequence whose prefill is complete and streams it.
-  void Advance(Sequence* seq, absl::Span<float> logits);
+  // Samples the next token of a sequence whose prefill is complete and streams it: from its
+  // logits, or the token the backend chose (greedy_token, when not null).
+  void Advance(Sequence* seq, absl::Span<float> logits, const int32_t* greedy_token);
 
   ModelBackend* backend_;
   const models::Tokenizer* tokenizer_;
@@ -92,6 +94,8 @@ class Engine {
   bool healthy_ = true;
   std::vector<float> logits_;
   std::vector<models::AcpCounters> step_counters_;
+  std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path
+  HostStageProfile profile_;
 };
 
 }  // namespace engine

@@ -42,6 +42,14 @@ class Sampler {
   int32_t Sample(absl::Span<float> logits);
 
   const SamplingParams& params() const { return params_; }
+  // Greedy with no penalty: the next token is the argmax of the raw logits, which a backend can
+  // find without sending the logits to the host (ForwardItem::greedy_token).
+  bool plain_greedy() const {
+    return params_.greedy() && params_.repetition_penalty == 1.0f &&
+           params_.presence_penalty == 0.0f && params_.frequency_penalty == 0.0f;
+  }
+  // Records a token chosen outside Sample (the backend's greedy token) as generated.
+  void RecordGenerated(int32_t token) { ++generated_counts_[token]; }
 
  private:
   void ApplyPenalties(absl::Span<float> logits) const;

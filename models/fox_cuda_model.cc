@@ -19,6 +19,7 @@
 #include "kernels/cuda/fox_layer_kernels.h"
 #include "kernels/cuda/gemm_cuda.h"
 #include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/stage_timer.h"
 #include "kernels/cuda/staging_arena.h"
 #include "models/acp_bounds.h"
 #include "models/acp_stream_plan.h"
@@ -109,6 +110,8 @@ struct FoxCudaModel::Impl {
   // on the host with one round trip a layer (FOXSERVE_ACP_PLANNER=host|device, read once at
   // load: the A/B pair, and the reference the device planner is tested against).
   bool device_planner = true;
+  // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
+  bool warp_decode = true;
   std::shared_ptr<kernels::DeviceKvMirror> mirror;
   DeviceBuffer<float> fgate_bias;     // [layers][heads]
   DeviceBuffer<double> weight_bounds;  // [layers][heads] U from the weights
@@ -131,6 +134,10 @@ struct FoxCudaModel::Impl {
   DeviceBuffer<kernels::AcpStreamReadback> stream_back;
   DeviceBuffer<double> block_back;
   kernels::PinnedBytes step_readback;
+  DeviceBuffer<int32_t> greedy;
+  kernels::PinnedBytes greedy_readback;
+  // FOXSERVE_PROFILE_STAGES=1: GPU time per stage, printed when the model is destroyed.
+  kernels::StageTimer stages{std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr};
 
   absl::Status Gemm(const __nv_bfloat16* x_in, int64_t m, int64_t k_dim,
                     const DeviceBuffer<__nv_bfloat16>& w, int64_t n, float* y) {
@@ -175,6 +182,7 @@ struct FoxCudaModel::Impl {
 FoxCudaModel::FoxCudaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 FoxCudaModel::~FoxCudaModel() {
+  if (impl_) impl_->stages.Summary(stderr);
   if (impl_ && impl_->stream) cudaStreamDestroy(impl_->stream);
 }
 
@@ -210,6 +218,13 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
           absl::StrCat("FOXSERVE_PREFILL_KERNEL must be mma or wmma, got \"", kernel, "\""));
     }
     impl->mma_prefill = std::strcmp(kernel, "mma") == 0;
+  }
+  if (const char* decode = std::getenv("FOXSERVE_DECODE_KERNEL"); decode != nullptr) {
+    if (std::strcmp(decode, "warp") != 0 && std::strcmp(decode, "simple") != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FOXSERVE_DECODE_KERNEL must be warp or simple, got \"", decode, "\""));
+    }
+    impl->warp_decode = std::strcmp(decode, "warp") == 0;
   }
   if (const char* planner = std::getenv("FOXSERVE_ACP_PLANNER"); planner != nullptr) {
     if (std::strcmp(planner, "host") != 0 && std::strcmp(planner, "device") != 0) {
@@ -280,6 +295,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
       ValidateForwardItems(items, c, kPageSize, m.num_pages, &row_offsets, &logit_rows));
   const int64_t N = row_offsets.back();
 
+  m.stages.Mark("step upload", m.stream);
   // - Token bookkeeping and the embeddings.
   std::vector<int32_t> ids, token_item, item_first, item_last, positions;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -299,6 +315,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   Impl::DeviceStep step;
   if (m.device_planner) FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, &step));
   m.x.Resize(N * D);
+  m.stages.Mark("embeddings", m.stream);
   FOXSERVE_RETURN_IF_ERROR(Check(
       kernels::LaunchEmbeddingGather(m.ids.get(), m.embeddings.get(), N, D, m.x.get(), m.stream),
       "embeddings"));
@@ -308,15 +325,14 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
         m.RunLayer(l, items, row_offsets, acp, m.device_planner ? &step : nullptr));
   }
 
-  // - Final norm and the output projection of the requested rows.
+  // - Final norm and the output projection of the requested rows; greedy items get their token
+  //   on the device and only the other rows come back.
+  int64_t returned_rows = 0;
   std::vector<int32_t> rows;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].all_logits) {
-      for (int64_t r = row_offsets[i]; r < row_offsets[i + 1]; ++r) rows.push_back(static_cast<int32_t>(r));
-    } else {
-      rows.push_back(static_cast<int32_t>(row_offsets[i + 1] - 1));
-    }
+  for (int64_t r : LogitRows(items, row_offsets, &returned_rows)) {
+    rows.push_back(static_cast<int32_t>(r));
   }
+  m.stages.Mark("final norm + lm head", m.stream);
   m.rows_sel.Upload(rows, m.stream);
   m.a.Resize(std::max<int64_t>(N, logit_rows) * D);
   FOXSERVE_RETURN_IF_ERROR(Check(
@@ -325,6 +341,20 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
       "final norm"));
   m.logits.Resize(logit_rows * V);
   FOXSERVE_RETURN_IF_ERROR(m.Gemm(m.a.get(), logit_rows, D, m.lm_head, V, m.logits.get()));
+  const int64_t greedy_rows = logit_rows - returned_rows;
+  m.greedy.Resize(std::max<int64_t>(1, greedy_rows));
+  FOXSERVE_RETURN_IF_ERROR(Check(
+      kernels::LaunchGreedyTokens(m.logits.get() + returned_rows * V,
+                                  static_cast<int32_t>(greedy_rows), V, m.greedy.get(), m.stream),
+      "greedy tokens"));
+  m.stages.Mark("readback", m.stream);
+  if (greedy_rows > 0) {
+    m.greedy_readback.Reserve(greedy_rows * sizeof(int32_t), 0);
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(m.greedy_readback.data(), m.greedy.get(),
+                                                   greedy_rows * sizeof(int32_t),
+                                                   cudaMemcpyDeviceToHost, m.stream),
+                                   "greedy token readback"));
+  }
   if (m.device_planner) {
     // The plan's results come back with the logits: one synchronization for the whole step.
     const size_t stream_bytes = m.stream_back.size() * sizeof(kernels::AcpStreamReadback);
@@ -338,8 +368,25 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
                         cudaMemcpyDeviceToHost, m.stream),
         "block readback"));
   }
-  *logits = m.logits.Download(m.stream);
+  // Into the caller's vector, which keeps its capacity from step to step (a fresh 13 MB
+  // allocation a step cost page faults).
+  logits->resize(returned_rows * V);
+  if (returned_rows > 0) {
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(logits->data(), m.logits.get(),
+                                                   returned_rows * V * sizeof(float),
+                                                   cudaMemcpyDeviceToHost, m.stream),
+                                   "logits readback"));
+  }
+  m.stages.Mark("end", m.stream);
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamSynchronize(m.stream), "forward step"));
+  {
+    const auto* tokens = reinterpret_cast<const int32_t*>(m.greedy_readback.data());
+    int64_t g = 0;
+    for (const ForwardItem& item : items) {
+      if (item.greedy_token != nullptr) *item.greedy_token = tokens[g++];
+    }
+  }
+  m.stages.Collect(N == static_cast<int64_t>(items.size()) ? "decode" : "prefill");
   if (m.device_planner) m.ApplyDeviceStep(items, step, m.step_readback.data());
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   return absl::OkStatus();
@@ -660,12 +707,14 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   const float eps = static_cast<float>(c.norm_eps);
 
   // - Input norm, fused projection, token shift, qk-norm.
+  stages.Mark("norm + in_proj", stream);
   a.Resize(N * D);
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.attn_norm.get(),
                                                               N, D, eps, a.get(), stream),
                                  "attention norm"));
   proj.Resize(N * P);
   FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.in_proj, P, proj.get()));
+  stages.Mark("shift + prep", stream);
   shift_in.Resize(num_items * 2 * D);
   shift_out.Resize(num_items * 2 * D);
   // The token-shift state of each item: from its mirror slot (row slot * layers + l of width
@@ -727,6 +776,7 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
       "shift state"));
 
   // - The plan: c, block metadata, ACP starts, attention tasks.
+  stages.Mark("plan", stream);
   LayerPlan plan;
   if (step != nullptr) {
     FOXSERVE_RETURN_IF_ERROR(Check(
@@ -740,11 +790,13 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   }
 
   // - Append K/V/C, attention.
+  stages.Mark("append", stream);
   kernels::CudaKvPool kv{pool.get(), num_pages, kPageSize, static_cast<int32_t>(d)};
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAppendKv(kv, k.get(), v.get(), plan.page, plan.slot,
                                                          plan.c_rel, static_cast<int32_t>(N),
                                                          static_cast<int32_t>(H), stream),
                                  "KV append"));
+  stages.Mark("prefill attention", stream);
   attn.Resize(N * D);
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
@@ -752,12 +804,16 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
       Check(mma_prefill ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
                         : kernels::LaunchPagedPrefillTensorCore(kv, plan.rows, plan.prefill, stream),
             "prefill attention"));
+  stages.Mark("decode attention", stream);
   if (plan.decode.count > 0) {
     FOXSERVE_RETURN_IF_ERROR(
-        Check(kernels::LaunchPagedDecode(kv, plan.rows, plan.decode, stream), "decode attention"));
+        Check(warp_decode ? kernels::LaunchPagedDecodeWarpSplit(kv, plan.rows, plan.decode, stream)
+                          : kernels::LaunchPagedDecode(kv, plan.rows, plan.decode, stream),
+              "decode attention"));
   }
 
   // - Output norm and gate, output projection, residual; MLP.
+  stages.Mark("gate + o_proj", stream);
   o.Resize(N * D);
   kernels::OutputGateParams gate;
   gate.attn = attn.get();
@@ -775,6 +831,7 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   delta.Resize(N * D);
   FOXSERVE_RETURN_IF_ERROR(Gemm(o.get(), N, D, w.o_proj, D, delta.get()));
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual"));
+  stages.Mark("mlp", stream);
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.mlp_norm.get(), N,
                                                               D, eps, a.get(), stream),
                                  "MLP norm"));

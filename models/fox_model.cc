@@ -70,10 +70,40 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
         }
       }
     }
+    if (item.greedy_token != nullptr && item.all_logits) {
+      return absl::InvalidArgumentError("a greedy-token item cannot ask for all its logits");
+    }
     (*row_offsets)[i + 1] = (*row_offsets)[i] + n;
     *logit_rows += item.all_logits ? n : 1;
   }
   return absl::OkStatus();
+}
+
+std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
+                               const std::vector<int64_t>& row_offsets, int64_t* returned_rows) {
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].greedy_token != nullptr) continue;
+    if (items[i].all_logits) {
+      for (int64_t r = row_offsets[i]; r < row_offsets[i + 1]; ++r) rows.push_back(r);
+    } else {
+      rows.push_back(row_offsets[i + 1] - 1);
+    }
+  }
+  *returned_rows = static_cast<int64_t>(rows.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].greedy_token != nullptr) rows.push_back(row_offsets[i + 1] - 1);
+  }
+  return rows;
+}
+
+int32_t GreedyToken(absl::Span<const float> row) {
+  int32_t best = 0;
+  for (size_t i = 0; i < row.size(); ++i) {
+    if (!std::isfinite(row[i])) return -1;
+    if (row[i] > row[best]) best = static_cast<int32_t>(i);
+  }
+  return best;
 }
 
 struct FoxModel::Scratch {
@@ -137,15 +167,8 @@ absl::Status FoxModel::Forward(absl::Span<const ForwardItem> items, const AcpOpt
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) RunLayer(l, items, row_offsets, acp, kv_pool);
 
   // - Final norm and the output projection for the requested rows.
-  std::vector<int64_t> rows;
-  rows.reserve(logit_rows);
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].all_logits) {
-      for (int64_t r = row_offsets[i]; r < row_offsets[i + 1]; ++r) rows.push_back(r);
-    } else {
-      rows.push_back(row_offsets[i + 1] - 1);
-    }
-  }
+  int64_t returned_rows = 0;
+  const std::vector<int64_t> rows = LogitRows(items, row_offsets, &returned_rows);
   sc.normed.resize(logit_rows * D);
   for (int64_t r = 0; r < logit_rows; ++r) {
     kernels::RmsNorm(sc.x.data() + rows[r] * D, weights_->final_norm.data(), D,
@@ -155,6 +178,12 @@ absl::Status FoxModel::Forward(absl::Span<const ForwardItem> items, const AcpOpt
   kernels::MatMulTransposedB(ConstMatrixView{sc.normed.data(), logit_rows, D, D},
                              Weight(weights_->output_embeddings(), V, D),
                              MatrixView{logits->data(), logit_rows, V, V}, pool_);
+  int64_t greedy_row = returned_rows;
+  for (const ForwardItem& item : items) {
+    if (item.greedy_token == nullptr) continue;
+    *item.greedy_token = GreedyToken(absl::MakeConstSpan(*logits).subspan(greedy_row++ * V, V));
+  }
+  logits->resize(returned_rows * V);
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   return absl::OkStatus();
 }

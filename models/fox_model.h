@@ -35,6 +35,10 @@ struct ForwardItem {
   absl::Span<const int32_t> tokens;  // the new tokens
   bool all_logits = false;           // logits for every new token, else for the last one only
   AcpCounters* acp_counters = nullptr;  // optional per-request counters, added to
+  // Greedy fast path (all_logits must be false): the backend stores the most likely next token
+  // here (the lowest id among ties; -1 when a logit of the row is not finite) and returns no
+  // logits row for the item. On the GPU the row then never leaves the device.
+  int32_t* greedy_token = nullptr;
 };
 
 // Checks a batch before a forward pass touches any state: token ids in the vocabulary, lengths
@@ -43,6 +47,16 @@ struct ForwardItem {
 absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const FoxConfig& config,
                                   int32_t page_size, int64_t num_pages,
                                   std::vector<int64_t>* row_offsets, int64_t* logit_rows);
+
+// The rows whose logits a forward pass computes, in output order: first the rows returned (all
+// rows of all_logits items, else each item's last), item by item, then the last row of each
+// greedy_token item (computed, reduced to a token, not returned). *returned_rows: how many come
+// first.
+std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
+                               const std::vector<int64_t>& row_offsets, int64_t* returned_rows);
+
+// The greedy token of a logits row (as ForwardItem::greedy_token).
+int32_t GreedyToken(absl::Span<const float> row);
 
 class FoxModel {
  public:

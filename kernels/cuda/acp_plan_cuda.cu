@@ -6,7 +6,7 @@ namespace foxserve {
 namespace kernels {
 namespace {
 
-constexpr int kWarpsPerBlock = 4;
+constexpr int kPlanThreads = 128;
 
 // As kernels::LogSigmoid on the CPU (kernels/cpu/elementwise.h), in double.
 __device__ double LogSigmoidD(double x) { return fmin(x, 0.0) - log1p(exp(-fabs(x))); }
@@ -24,11 +24,16 @@ __device__ double LogForget(const AcpPlanParams& p, int64_t token, int h) {
   return 0.0;
 }
 
-__global__ void AcpPlanKernel(AcpPlanParams p) {
-  const int warp = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  if (warp >= p.num_items * p.num_heads) return;
-  const int lane = threadIdx.x % 32;
-  const int i = warp / p.num_heads, h = warp % p.num_heads;
+// One CTA per (item, head). The prefix sum of log f runs over contiguous segments of the chunk
+// (one per thread), so a 16k-token prefill chunk costs a few microseconds rather than a warp
+// walking it 32 tokens at a time; each query block's start is searched independently (the dead
+// blocks form a prefix, so this equals the CPU's monotone scan).
+__global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
+  __shared__ double warp_sums[kPlanThreads / 32];
+  __shared__ float max_q_s[kPlanThreads / 32], max_k_s[kPlanThreads / 32];
+  __shared__ uint32_t computed_s, skipped_s;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int i = blockIdx.x / p.num_heads, h = blockIdx.x % p.num_heads;
   const AcpPlanItem item = p.items[i];
   const int H = p.num_heads, PS = p.page_size;
   const int n = item.num_tokens;
@@ -38,39 +43,55 @@ __global__ void AcpPlanKernel(AcpPlanParams p) {
   const int64_t scalar = int64_t{item.slot} * p.num_layers * H + s;
   double* c_first = p.c_first + table;
   double* c_last = p.c_last + table;
+  if (tid == 0) {
+    computed_s = 0;
+    skipped_s = 0;
+  }
 
-  // - c of the new tokens (prefix sum of log f), block metadata, largest norms.
+  // - c of the new tokens: segment sums, their exclusive scan, then each segment again.
+  const int seg = (n + kPlanThreads - 1) / kPlanThreads;
+  const int t_begin = min(n, tid * seg), t_end = min(n, t_begin + seg);
+  double sum = 0.0;
+  for (int t = t_begin; t < t_end; ++t) sum += LogForget(p, item.first_row + t, h);
+  double x = sum;  // inclusive scan within the warp
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const double y = __shfl_up_sync(0xffffffffu, x, offset);
+    if (lane >= offset) x += y;
+  }
+  if (lane == 31) warp_sums[warp] = x;
+  __syncthreads();
   double carry = p.c_now[scalar];
+  for (int w = 0; w < warp; ++w) carry += warp_sums[w];
+  carry += x - sum;  // exclusive within the warp
   float max_q = 0.0f, max_k = 0.0f;
-  for (int base = 0; base < n; base += 32) {
-    const int t = base + lane;
-    const bool valid = t < n;
+  for (int t = t_begin; t < t_end; ++t) {
     const int64_t token = item.first_row + t;
-    double x = valid ? LogForget(p, token, h) : 0.0;
-    for (int offset = 1; offset < 32; offset *= 2) {
-      const double y = __shfl_up_sync(0xffffffffu, x, offset);
-      if (lane >= offset) x += y;
-    }
-    const double c = carry + x;
-    carry = __shfl_sync(0xffffffffu, c, 31);
-    if (valid) {
-      const int64_t row = token * H + h;
-      const int64_t pos = pos0 + t, block = pos / PS;
-      p.row_c[row] = c;
-      if (pos % PS == 0) c_first[block] = c;
-      if (pos % PS == PS - 1 || t == n - 1) c_last[block] = c;
-      max_q = fmaxf(max_q, p.q_norms[row]);
-      max_k = fmaxf(max_k, p.k_norms[row]);
-    }
+    carry += LogForget(p, token, h);
+    const int64_t row = token * H + h;
+    const int64_t pos = pos0 + t, block = pos / PS;
+    p.row_c[row] = carry;
+    if (pos % PS == 0) c_first[block] = carry;
+    if (pos % PS == PS - 1 || t == n - 1) c_last[block] = carry;
+    max_q = fmaxf(max_q, p.q_norms[row]);
+    max_k = fmaxf(max_k, p.k_norms[row]);
   }
   for (int offset = 16; offset > 0; offset /= 2) {
     max_q = fmaxf(max_q, __shfl_xor_sync(0xffffffffu, max_q, offset));
     max_k = fmaxf(max_k, __shfl_xor_sync(0xffffffffu, max_k, offset));
   }
-  __syncwarp();  // the block c written above, before other lanes read it
+  if (lane == 0) {
+    max_q_s[warp] = max_q;
+    max_k_s[warp] = max_k;
+  }
+  __syncthreads();  // also publishes the block c and row c written above
+  for (int w = 0; w < kPlanThreads / 32; ++w) {
+    max_q = fmaxf(max_q, max_q_s[w]);
+    max_k = fmaxf(max_k, max_k_s[w]);
+  }
+  const double c_now = p.row_c[(item.first_row + int64_t{n} - 1) * H + h];
 
   // - Per row: C entry, page and slot for the append, the block-table offset for attention.
-  for (int t = lane; t < n; t += 32) {
+  for (int t = tid; t < n; t += kPlanThreads) {
     const int64_t row = (item.first_row + int64_t{t}) * H + h;
     const int64_t pos = pos0 + t, block = pos / PS;
     p.row_c_rel[row] = static_cast<float>(p.row_c[row] - c_first[block]);
@@ -78,13 +99,10 @@ __global__ void AcpPlanKernel(AcpPlanParams p) {
     p.row_slot[row] = static_cast<int32_t>(pos % PS);
     p.row_table[row] = table;
   }
-  if (lane != 0) return;
 
-  // - Lane 0: this step's starts, the tile counts, the per-request pointer (as PlanStarts,
-  //   CountTiles and AdvancePointer in models/acp_stream_plan.cc).
-  const double c_now = carry;
+  // - This step's start of each query block and the tile counts (PlanStarts, CountTiles).
   const float key_norm = fmaxf(p.max_key_norm[scalar], max_k);
-  int64_t pointer = p.first_live_block[scalar];
+  const int64_t pointer = p.first_live_block[scalar];
   const double u_weight = p.logit_bounds[h];
   const int64_t first_block = pos0 / PS, last_block = (pos0 + n - 1) / PS;
   const int64_t num_qblocks = last_block - first_block + 1;
@@ -95,14 +113,13 @@ __global__ void AcpPlanKernel(AcpPlanParams p) {
     delta = AcpThreshold(fmin(u_weight, actual_bound), static_cast<double>(pos0 + n), p.log_eps);
   }
   uint32_t computed = 0, skipped = 0;
-  int64_t begin = pointer;
-  for (int64_t qb = 0; qb < num_qblocks; ++qb) {
+  for (int64_t qb = tid; qb < num_qblocks; qb += kPlanThreads) {
     int32_t start = 0;
     if (p.acp_enabled) {
       const int64_t first_row = qb == 0 ? 0 : (first_block + qb) * PS - pos0;
-      begin = FirstLiveBlock(c_last, begin, first_block + qb,
-                             p.row_c[(item.first_row + first_row) * H + h], delta);
-      start = static_cast<int32_t>(begin);
+      start = static_cast<int32_t>(FirstLiveBlock(c_last, pointer, first_block + qb,
+                                                  p.row_c[(item.first_row + first_row) * H + h],
+                                                  delta));
     }
     skipped += start;
     computed += static_cast<uint32_t>(first_block + qb + 1 - start);
@@ -124,27 +141,33 @@ __global__ void AcpPlanKernel(AcpPlanParams p) {
       p.prefill_start[item.prefill_task_base + h * num_qblocks + qb] = start;
     }
   }
-  if (p.acp_enabled) {
-    const double request_delta =
-        AcpThreshold(u_weight, static_cast<double>(item.max_total_tokens), p.log_eps);
-    pointer = FirstLiveBlock(c_last, pointer, last_block, c_now, request_delta);
-  }
-  p.c_now[scalar] = c_now;
-  p.max_key_norm[scalar] = key_norm;
-  p.first_live_block[scalar] = static_cast<int32_t>(pointer);
-
-  AcpStreamReadback back;
-  back.c_now = c_now;
-  back.max_key_norm = key_norm;
-  back.first_live_block = static_cast<int32_t>(pointer);
-  back.tiles_computed = computed;
-  back.tiles_skipped = skipped;
-  p.streams[(int64_t{i} * p.num_layers + p.layer) * H + h] = back;
   double* touched = p.touched_blocks + 2 * (item.readback_block_base + s * num_qblocks);
-  for (int64_t j = 0; j < num_qblocks; ++j) {
+  for (int64_t j = tid; j < num_qblocks; j += kPlanThreads) {
     touched[2 * j] = c_first[first_block + j];
     touched[2 * j + 1] = c_last[first_block + j];
   }
+  if (computed > 0) atomicAdd(&computed_s, computed);
+  if (skipped > 0) atomicAdd(&skipped_s, skipped);
+  __syncthreads();
+  if (tid != 0) return;
+
+  // - The per-request pointer (AdvancePointer) and what the host takes back.
+  int64_t advanced = pointer;
+  if (p.acp_enabled) {
+    const double request_delta =
+        AcpThreshold(u_weight, static_cast<double>(item.max_total_tokens), p.log_eps);
+    advanced = FirstLiveBlock(c_last, pointer, last_block, c_now, request_delta);
+  }
+  p.c_now[scalar] = c_now;
+  p.max_key_norm[scalar] = key_norm;
+  p.first_live_block[scalar] = static_cast<int32_t>(advanced);
+  AcpStreamReadback back;
+  back.c_now = c_now;
+  back.max_key_norm = key_norm;
+  back.first_live_block = static_cast<int32_t>(advanced);
+  back.tiles_computed = computed_s;
+  back.tiles_skipped = skipped_s;
+  p.streams[(int64_t{i} * p.num_layers + p.layer) * H + h] = back;
 }
 
 __global__ void CopyRowsKernel(const float* src, const int32_t* src_rows, int64_t src_stride,
@@ -159,10 +182,9 @@ __global__ void CopyRowsKernel(const float* src, const int32_t* src_rows, int64_
 }  // namespace
 
 cudaError_t LaunchAcpPlan(const AcpPlanParams& p, cudaStream_t stream) {
-  const int64_t warps = int64_t{p.num_items} * p.num_heads;
-  if (warps == 0) return cudaSuccess;
-  AcpPlanKernel<<<static_cast<unsigned>((warps + kWarpsPerBlock - 1) / kWarpsPerBlock),
-                  32 * kWarpsPerBlock, 0, stream>>>(p);
+  const int64_t ctas = int64_t{p.num_items} * p.num_heads;
+  if (ctas == 0) return cudaSuccess;
+  AcpPlanKernel<<<static_cast<unsigned>(ctas), kPlanThreads, 0, stream>>>(p);
   return cudaGetLastError();
 }
 

@@ -3,12 +3,12 @@
 // block tables of kernels/cuda/device_kv_mirror.h. It makes the same decisions with the same
 // functions (kernels/acp_boundary.h), from c accumulated in double as on the CPU.
 //
-// One warp per (item, head): a warp-wide prefix sum of log f over the item's new tokens, then
-// lane 0 scans the block metadata for each query block's first live key block. It writes what the
-// attention kernels of the layer read (per row: c, C entry, page, slot, block-table offset; the
-// prefill tasks' start blocks; the decode tasks' key ranges, re-chunked from the live start) and
-// what the host takes back after the step (per stream: c_now, key norm, pointer, tile counts; the
-// c of the blocks the step touched).
+// One CTA per (item, head): a prefix sum of log f over the item's new tokens in per-thread
+// segments, then a search of the block metadata for each query block's first live key block, one
+// query block per thread. It writes what the attention kernels of the layer read (per row: c, C
+// entry, page, slot, block-table offset; the prefill tasks' start blocks; the decode tasks' key
+// ranges, re-chunked from the live start) and what the host takes back after the step (per
+// stream: c_now, key norm, pointer, tile counts; the c of the blocks the step touched).
 #ifndef FOXSERVE_KERNELS_CUDA_ACP_PLAN_CUDA_H_
 #define FOXSERVE_KERNELS_CUDA_ACP_PLAN_CUDA_H_
 

@@ -158,6 +158,59 @@ unsigned GridFor(int64_t count, int threads) {
   return static_cast<unsigned>(blocks < 65536 ? (blocks > 0 ? blocks : 1) : 65536);
 }
 
+
+constexpr int kGreedyThreads = 1024;
+
+// Whether (v, i) comes before (bv, bi): larger value, then lower index.
+__device__ __forceinline__ bool Better(float v, int64_t i, float bv, int64_t bi) {
+  return v > bv || (v == bv && i < bi);
+}
+
+__global__ void __launch_bounds__(kGreedyThreads) GreedyTokensKernel(const float* logits,
+                                                                     int64_t vocab, int32_t* out) {
+  __shared__ float best_v[kGreedyThreads / 32];
+  __shared__ int64_t best_i[kGreedyThreads / 32];
+  __shared__ int bad_s;
+  const float* row = logits + blockIdx.x * vocab;
+  if (threadIdx.x == 0) bad_s = 0;
+  __syncthreads();
+  float bv = -INFINITY;
+  int64_t bi = vocab;
+  bool bad = false;
+  for (int64_t i = threadIdx.x; i < vocab; i += kGreedyThreads) {
+    const float v = row[i];
+    if (!isfinite(v)) bad = true;
+    if (Better(v, i, bv, bi)) {
+      bv = v;
+      bi = i;
+    }
+  }
+  if (bad) bad_s = 1;
+  for (int offset = 16; offset > 0; offset /= 2) {
+    const float ov = __shfl_xor_sync(0xffffffffu, bv, offset);
+    const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, offset);
+    if (Better(ov, oi, bv, bi)) {
+      bv = ov;
+      bi = oi;
+    }
+  }
+  const int warp = threadIdx.x / 32;
+  if (threadIdx.x % 32 == 0) {
+    best_v[warp] = bv;
+    best_i[warp] = bi;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kGreedyThreads / 32; ++w) {
+      if (Better(best_v[w], best_i[w], bv, bi)) {
+        bv = best_v[w];
+        bi = best_i[w];
+      }
+    }
+    out[blockIdx.x] = bad_s ? -1 : static_cast<int32_t>(bi);
+  }
+}
+
 }  // namespace
 
 cudaError_t LaunchEmbeddingGather(const int32_t* ids, const __nv_bfloat16* table, int64_t n,
@@ -213,6 +266,13 @@ cudaError_t LaunchGatedActivation(const float* gate_up, int64_t n, int64_t inter
 cudaError_t LaunchAdd(float* x, const float* delta, int64_t count, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
   AddKernel<<<GridFor(count, 256), 256, 0, stream>>>(x, delta, count);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab, int32_t* out,
+                               cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  GreedyTokensKernel<<<rows, kGreedyThreads, 0, stream>>>(logits, vocab, out);
   return cudaGetLastError();
 }
 

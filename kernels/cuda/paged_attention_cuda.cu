@@ -254,6 +254,151 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
   }
 }
 
+// Split-K decode, warp-parallel over the head dimension: lane = (key group, dim group); a lane
+// loads 16 bytes (8 dims) of a key row, so a warp reads 4 consecutive rows (512 bytes) per load
+// and an 8-lane shuffle finishes each dot product. Each warp takes whole pages of the task's
+// range in turn and issues a page's 16 K loads per lane before using any (then its 16 V loads):
+// registers stay small and many bytes are in flight. Partial states combine in registers within
+// the warp and through a few hundred bytes of shared memory across warps.
+constexpr int kSplitWarps = 4;
+constexpr int kKeysPerGroup = PS / 4;  // a page's keys per lane group
+
+__global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
+    CudaKvPool pool, CudaAttentionRows rows, CudaDecodeTasks tasks) {
+  __shared__ float m_s[kSplitWarps], l_s[kSplitWarps];
+  __shared__ float acc_s[kSplitWarps][D];
+  const int task = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int block_begin = tasks.block_begin[task], block_end = tasks.block_end[task];
+  if (block_begin >= block_end) {
+    if (tid == 0) {
+      tasks.partial_l[task] = 0.0f;
+      tasks.partial_m[task] = -FLT_MAX;
+    }
+    return;
+  }
+  const int t = tasks.token[task], h = tasks.head[task];
+  const int H = rows.num_heads;
+  const int64_t row = static_cast<int64_t>(t) * H + h;
+  const int64_t table = rows.row_table[row];
+  const int32_t* pages = rows.pages + table;
+  const double* base = rows.block_base + table;
+  const int pos = rows.token_position[t];
+  const double c_q = rows.row_c[row];
+  const int dg = lane % 8, kg = lane / 8;
+  float q[8];
+  {
+    const float4* q4 = reinterpret_cast<const float4*>(rows.q + row * D + dg * 8);
+    const float4 a = q4[0], b = q4[1];
+    q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
+  }
+  float m = -FLT_MAX, l = 0.0f, acc[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) acc[e] = 0.0f;
+  const int key_end = min(block_end * PS, pos + 1);
+  for (int b = block_begin + warp; b < block_end; b += kSplitWarps) {
+    const int32_t page_id = pages[b];
+    if (page_id < 0) __trap();
+    const PagePointers p = Page(pool, page_id);
+    const float decay_base = static_cast<float>(c_q - base[b]);
+    float s[kKeysPerGroup];
+    {
+      uint4 kr[kKeysPerGroup];
+#pragma unroll
+      for (int j = 0; j < kKeysPerGroup; ++j) {
+        kr[j] = *reinterpret_cast<const uint4*>(p.k + (kg + 4 * j) * D + dg * 8);
+      }
+#pragma unroll
+      for (int j = 0; j < kKeysPerGroup; ++j) {
+        const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&kr[j]);
+        float dot = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float2 kf = __bfloat1622float2(k2[e]);
+          dot = fmaf(q[2 * e], kf.x, dot);
+          dot = fmaf(q[2 * e + 1], kf.y, dot);
+        }
+        dot += __shfl_xor_sync(0xffffffffu, dot, 1);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 2);
+        dot += __shfl_xor_sync(0xffffffffu, dot, 4);
+        const int slot = kg + 4 * j;
+        s[j] = b * PS + slot < key_end ? dot * rows.scale + decay_base - p.c[slot] : -INFINITY;
+      }
+    }
+    float page_max = s[0];
+#pragma unroll
+    for (int j = 1; j < kKeysPerGroup; ++j) page_max = fmaxf(page_max, s[j]);
+    const float m_new = fmaxf(m, page_max);
+    const float rescale = expf(m - m_new);
+    l *= rescale;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc[e] *= rescale;
+    m = m_new;
+    uint4 vr[kKeysPerGroup];
+#pragma unroll
+    for (int j = 0; j < kKeysPerGroup; ++j) {
+      vr[j] = *reinterpret_cast<const uint4*>(p.v + (kg + 4 * j) * D + dg * 8);
+    }
+#pragma unroll
+    for (int j = 0; j < kKeysPerGroup; ++j) {
+      // Slots past the query are skipped outright, not weighted by 0: they may hold anything
+      // (a reused page, NaN poison), and 0 * NaN is NaN.
+      if (b * PS + kg + 4 * j >= key_end) continue;
+      const float pk = expf(s[j] - m);
+      l += pk;
+      const __nv_bfloat162* v2 = reinterpret_cast<const __nv_bfloat162*>(&vr[j]);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 vf = __bfloat1622float2(v2[e]);
+        acc[2 * e] = fmaf(pk, vf.x, acc[2 * e]);
+        acc[2 * e + 1] = fmaf(pk, vf.y, acc[2 * e + 1]);
+      }
+    }
+  }
+  // - Combine the 4 key groups of the warp (lanes with the same dims: xor 8, 16).
+  for (int offset = 8; offset < 32; offset *= 2) {
+    const float m_o = __shfl_xor_sync(0xffffffffu, m, offset);
+    const float l_o = __shfl_xor_sync(0xffffffffu, l, offset);
+    const float mm = fmaxf(m, m_o);
+    const float sa = expf(m - mm), sb = expf(m_o - mm);
+    l = l * sa + l_o * sb;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float a_o = __shfl_xor_sync(0xffffffffu, acc[e], offset);
+      acc[e] = acc[e] * sa + a_o * sb;
+    }
+    m = mm;
+  }
+  if (kg == 0) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) acc_s[warp][dg * 8 + e] = acc[e];
+    if (lane == 0) {
+      m_s[warp] = m;
+      l_s[warp] = l;
+    }
+  }
+  __syncthreads();
+  // - Combine the warps: one thread per dim.
+  if (tid < D) {
+    float mm = -FLT_MAX;
+    for (int w = 0; w < kSplitWarps; ++w) {
+      if (l_s[w] > 0.0f) mm = fmaxf(mm, m_s[w]);
+    }
+    float sum = 0.0f, l_sum = 0.0f;
+    for (int w = 0; w < kSplitWarps; ++w) {
+      if (l_s[w] <= 0.0f) continue;
+      const float scale = expf(m_s[w] - mm);
+      sum += acc_s[w][tid] * scale;
+      l_sum += l_s[w] * scale;
+    }
+    tasks.partial_acc[static_cast<int64_t>(task) * D + tid] = sum;
+    if (tid == 0) {
+      tasks.partial_l[task] = l_sum;
+      tasks.partial_m[task] = mm;
+    }
+  }
+}
+
 // Combines a decode row's partial states; a partial with l == 0 (no key) weighs nothing.
 __global__ void MergePartialsKernel(CudaAttentionRows rows, CudaDecodeTasks tasks) {
   const int r = blockIdx.x;
@@ -296,6 +441,16 @@ cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& 
   if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
   PagedPrefillKernel<<<tasks.count, PS, 0, stream>>>(pool, rows, tasks);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                                       const CudaDecodeTasks& tasks, cudaStream_t stream) {
+  if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
+  if (tasks.count == 0) return cudaSuccess;
+  PagedDecodeWarpSplitKernel<<<tasks.count, 32 * kSplitWarps, 0, stream>>>(pool, rows, tasks);
+  if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  MergePartialsKernel<<<tasks.num_rows, D, 0, stream>>>(rows, tasks);
   return cudaGetLastError();
 }
 

@@ -95,9 +95,15 @@ cudaError_t LaunchPagedPrefillTensorCore(const CudaKvPool& pool, const CudaAtten
 // and P as the WMMA kernel.
 cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream);
-// Runs the split-K tasks and the merge.
+// Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and
+// weigh nothing. The simple kernel: one key per thread, a shared-memory reduction of 64-wide
+// states per task.
 cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& rows,
                               const CudaDecodeTasks& tasks, cudaStream_t stream);
+// The same, warp-parallel over the head dimension (16-byte loads, 8-lane dot products), pages
+// of a task spread over 4 warps; the default of the CUDA model.
+cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                                       const CudaDecodeTasks& tasks, cudaStream_t stream);
 
 // Writes K, V (bf16) and C of new tokens into their pages. k, v: [tokens][H * head_dim] fp32;
 // page/slot/c_rel: [tokens * H].

@@ -83,6 +83,12 @@ class CudaBackendTest : public ::testing::TestWithParam<std::tuple<std::string, 
   size_t compared_ = 0;
 };
 
+TEST_P(CudaBackendTest, GreedyTokenItemsReturnTheArgmaxAndNoLogits) {
+  const auto& ids = golden_.input_ids;
+  ExpectGreedyTokensMatchTheLogits(
+      backend_.get(), {ids[0], ids[1], std::vector<int32_t>(ids[1].begin(), ids[1].begin() + 5)});
+}
+
 TEST_P(CudaBackendTest, LogitsGreedyDecodeAndChunks) {
   const int64_t V = golden_.vocab, T = golden_.tokens;
   for (int64_t b = 0; b < golden_.batch; ++b) {

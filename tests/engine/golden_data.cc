@@ -1,8 +1,10 @@
 #include "tests/engine/golden_data.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "engine/kv_block_manager.h"
 #include "gtest/gtest.h"
 #include "models/safetensors.h"
 #include "nlohmann/json.hpp"
@@ -90,6 +92,63 @@ double RelativeError(const float* a, const float* b, int64_t n) {
     den += static_cast<double>(b[i]) * b[i];
   }
   return std::sqrt(num / den);
+}
+
+
+void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
+                                      const std::vector<std::vector<int32_t>>& prompts) {
+  ASSERT_EQ(prompts.size(), 3u);
+  const int64_t V = backend->config().vocab_size;
+  engine::KvBlockManager blocks(backend->num_pages());
+  auto run = [&](bool greedy, std::vector<float>* logits, std::vector<int32_t>* tokens) {
+    std::vector<std::unique_ptr<models::SequenceKvState>> states;
+    std::vector<models::ForwardItem> items;
+    tokens->assign(3, -7);
+    for (size_t i = 0; i < 3; ++i) {
+      states.push_back(backend->NewSequenceState(static_cast<int64_t>(prompts[i].size())));
+      ASSERT_TRUE(engine::ReservePages(blocks, *states.back(),
+                                       static_cast<int64_t>(prompts[i].size()),
+                                       backend->page_size())
+                      .ok());
+      models::ForwardItem item;
+      item.state = states.back().get();
+      item.tokens = prompts[i];
+      if (greedy && i != 1) item.greedy_token = &(*tokens)[i];
+      items.push_back(item);
+    }
+    const absl::Status st = backend->Forward(items, logits);
+    for (auto& s : states) engine::ReleasePages(blocks, *s);
+    ASSERT_TRUE(st.ok()) << st;
+  };
+  std::vector<float> all, some;
+  std::vector<int32_t> unused, tokens;
+  run(false, &all, &unused);
+  run(true, &some, &tokens);
+  ASSERT_EQ(all.size(), static_cast<size_t>(3 * V));
+  ASSERT_EQ(some.size(), static_cast<size_t>(V)) << "only item 1's row comes back";
+  EXPECT_LT(RelativeError(some.data(), all.data() + V, V), 1e-5);
+  for (size_t i : {0, 2}) {
+    const float* row = all.data() + i * V;
+    const int32_t best = static_cast<int32_t>(std::max_element(row, row + V) - row);
+    EXPECT_EQ(tokens[i], best) << "item " << i;
+  }
+
+  // Refused before touching anything.
+  auto state = backend->NewSequenceState(static_cast<int64_t>(prompts[0].size()));
+  ASSERT_TRUE(engine::ReservePages(blocks, *state, static_cast<int64_t>(prompts[0].size()),
+                                   backend->page_size())
+                  .ok());
+  int32_t token = 0;
+  models::ForwardItem bad;
+  bad.state = state.get();
+  bad.tokens = prompts[0];
+  bad.all_logits = true;
+  bad.greedy_token = &token;
+  std::vector<float> logits;
+  const absl::Status st = backend->Forward({bad}, &logits);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(state->num_tokens, 0);
+  engine::ReleasePages(blocks, *state);
 }
 
 }  // namespace testing

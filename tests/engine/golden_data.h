@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/cpu_backend.h"
+#include "engine/model_backend.h"
 
 namespace foxserve {
 namespace testing {
@@ -28,6 +29,13 @@ std::unique_ptr<engine::CpuBackend> LoadBackend(const std::string& model_dir, bo
 // A copy of a golden checkpoint in `dir` whose forget-gate biases make head 0 of every layer
 // forget fast (about 2 nats per token) and head 1 slowly (about 0.007 per token).
 void WriteFastForgettingModel(const std::string& golden, const std::string& dir);
+
+// Runs one batch of three prompt chunks twice on fresh sequences, once asking every item for its
+// logits and once asking items 0 and 2 for their greedy token only (ForwardItem::greedy_token),
+// and checks that the second returns only item 1's row, equal to the first run's, and tokens
+// that are the argmax of the first run's rows 0 and 2. Also: greedy with all_logits is refused.
+void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
+                                      const std::vector<std::vector<int32_t>>& prompts);
 
 // ||a - b|| / ||b|| over n values.
 double RelativeError(const float* a, const float* b, int64_t n);

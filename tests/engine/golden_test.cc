@@ -59,6 +59,12 @@ TEST_P(GoldenTest, LogitsMatchReference) {
   }
 }
 
+TEST_P(GoldenTest, GreedyTokenItemsReturnTheArgmaxAndNoLogits) {
+  const auto& ids = golden_.input_ids;
+  ExpectGreedyTokensMatchTheLogits(
+      backend_.get(), {ids[0], ids[1], std::vector<int32_t>(ids[1].begin(), ids[1].begin() + 5)});
+}
+
 TEST_P(GoldenTest, GreedyContinuationMatchesReference) {
   for (int64_t b = 0; b < golden_.batch; ++b) {
     const int64_t n = static_cast<int64_t>(golden_.greedy_tokens[b].size());

@@ -1,0 +1,94 @@
+// GPU time per named stage of a forward step, for finding where a step goes
+// (FOXSERVE_PROFILE_STAGES=1 in the CUDA model; off, Mark is one branch). Events are recorded on
+// the stream between stages; the elapsed times are collected at the step's synchronization, so
+// the profile adds no synchronization of its own. Summary() prints a table per kind of step:
+// stage, ms a step, share of the step. Gaps where the GPU waits for the host count toward the
+// stage whose launch was late.
+//
+// Not thread-safe; one timer per stream.
+#ifndef FOXSERVE_KERNELS_CUDA_STAGE_TIMER_H_
+#define FOXSERVE_KERNELS_CUDA_STAGE_TIMER_H_
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace foxserve {
+namespace kernels {
+
+class StageTimer {
+ public:
+  explicit StageTimer(bool enabled) : enabled_(enabled) {}
+  ~StageTimer() {
+    for (cudaEvent_t e : pool_) cudaEventDestroy(e);
+  }
+  StageTimer(const StageTimer&) = delete;
+  StageTimer& operator=(const StageTimer&) = delete;
+
+  bool enabled() const { return enabled_; }
+  // Ends the previous stage and starts `stage` (a string literal) at this point of the stream.
+  void Mark(const char* stage, cudaStream_t stream) {
+    if (!enabled_) return;
+    if (used_ == pool_.size()) {
+      cudaEvent_t e;
+      cudaEventCreate(&e);
+      pool_.push_back(e);
+    }
+    cudaEventRecord(pool_[used_], stream);
+    marks_.push_back(stage);
+    ++used_;
+  }
+  // After the stream has passed every mark: adds the step's stage times to the steps of `kind`
+  // ("decode", "prefill": each kind gets its own table).
+  void Collect(const char* kind) {
+    if (!enabled_) return;
+    Kind& k = kinds_[kind];
+    for (size_t i = 0; i + 1 < used_; ++i) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, pool_[i], pool_[i + 1]);
+      k.totals[marks_[i]] += ms;
+    }
+    used_ = 0;
+    marks_.clear();
+    ++k.steps;
+  }
+  void Summary(FILE* out) const {
+    if (!enabled_) return;
+    for (const auto& [kind, k] : kinds_) {
+      double all = 0;
+      std::vector<std::pair<double, std::string>> rows;
+      for (const auto& [name, ms] : k.totals) {
+        all += ms;
+        rows.emplace_back(ms, name);
+      }
+      std::sort(rows.rbegin(), rows.rend());
+      std::fprintf(out, "%s steps: %lld, GPU time between marks %.3f ms a step\n", kind.c_str(),
+                   k.steps, all / k.steps);
+      for (const auto& [ms, name] : rows) {
+        std::fprintf(out, "  %-22s %9.3f ms a step %6.1f%%\n", name.c_str(), ms / k.steps,
+                     100.0 * ms / all);
+      }
+    }
+  }
+
+ private:
+  const bool enabled_;
+  std::vector<cudaEvent_t> pool_;
+  std::vector<const char*> marks_;
+  size_t used_ = 0;
+  struct Kind {
+    std::map<std::string, double> totals;
+    long long steps = 0;
+  };
+  std::map<std::string, Kind> kinds_;
+};
+
+}  // namespace kernels
+}  // namespace foxserve
+
+#endif  // FOXSERVE_KERNELS_CUDA_STAGE_TIMER_H_
