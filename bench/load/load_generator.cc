@@ -247,9 +247,11 @@ int Main(int argc, char** argv) {
     }
   });
   for (auto& t : threads) t.join();
+  // Before joining the progress thread, which may sleep up to half a second more: the wall time
+  // is the workload's, not the progress bar's (it quantized every run to 0.5 s).
+  const double wall = runner.Now();
   finished = true;
   progress.join();
-  const double wall = runner.Now();
   Progress(runner.done(), runner.done(), wall);
   std::fprintf(stderr, "\n");
 
