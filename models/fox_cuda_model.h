@@ -1,12 +1,12 @@
 // The FoX forward pass on the GPU (bf16 weights and KV pages, fp32 activations and
 // accumulation): the CUDA twin of models/fox_model.h, behind a header free of CUDA types so the
 // engine can hold it. The host keeps the sequences' block tables and c metadata
-// (SequenceKvState), exactly as for the CPU forward, and plans ACP with the same code
-// (acp_stream_plan.h); K/V pages, weights and activations live on the device.
-//
-// Correctness-first version: one host synchronization per layer (the forget-gate logits and
-// q/k norms come back for the planning); attention on CUDA cores; matrix products through
-// cuBLASLt. Requires head_dim 64 and pages of 64 tokens.
+// (SequenceKvState), as for the CPU forward; the device keeps a mirror of them
+// (kernels/cuda/device_kv_mirror.h, attached to each state as its backend_state) and plans ACP
+// there (kernels/cuda/acp_plan_cuda.h) with the CPU's decisions. A step synchronizes once: the
+// logits (or greedy tokens) and the plan's results come back together. FOXSERVE_ACP_PLANNER=host
+// plans on the host instead (one round trip a layer), for A/B runs and as the tests' reference.
+// Matrix products through cuBLASLt. Requires head_dim 64 and pages of 64 tokens.
 //
 // Thread-safety: Forward and PoisonPages from one thread at a time (the scheduler loop).
 #ifndef FOXSERVE_MODELS_FOX_CUDA_MODEL_H_

@@ -1,14 +1,14 @@
-// Pinned host staging for the many small arrays a layer sends to the GPU and brings back.
+// Pinned host staging for the many small arrays the CUDA model sends to the GPU and brings back.
 //
-// Why: the CUDA model plans every layer on the host (ACP starts, block tables, attention tasks)
-// and sends about 16 arrays per layer. Copies from pageable std::vectors are staged by the driver
-// one by one, and each readback waited for the stream on its own; at 24 layers a decode step
-// paid hundreds of such round trips. An arena packs the uploads into one pinned buffer sent with
+// Why: the model sends many small arrays a step (the step's items and task shapes, new page ids;
+// with the host planner, about 16 arrays a layer). Copies from pageable std::vectors are staged
+// by the driver one by one, and each readback waited for the stream on its own; at 24 layers a
+// decode step paid hundreds of such round trips. An arena packs the uploads into one pinned buffer sent with
 // one copy, and collects readbacks for one stream synchronization.
 //
 // Not thread-safe; one arena per stream. The host side may be rewritten only after the stream
-// has passed the previous Flush (the CUDA model synchronizes on its readbacks before planning
-// the next layer, which guarantees it).
+// has passed the previous Flush (the CUDA model synchronizes at the end of every step, and the
+// host planner on each layer's readbacks, which guarantees it).
 #ifndef FOXSERVE_KERNELS_CUDA_STAGING_ARENA_H_
 #define FOXSERVE_KERNELS_CUDA_STAGING_ARENA_H_
 
