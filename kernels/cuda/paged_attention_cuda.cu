@@ -127,6 +127,41 @@ __global__ void __launch_bounds__(PS) PagedPrefillKernel(CudaKvPool pool, CudaAt
   }
 }
 
+// A decode task's query row: its block table and block c bases, its position and c.
+struct DecodeRow {
+  int t, h;
+  int64_t row;
+  const int32_t* pages;
+  const double* base;
+  int pos;
+  double c_q;
+};
+
+__device__ __forceinline__ DecodeRow LoadDecodeRow(const CudaAttentionRows& rows,
+                                                   const CudaDecodeTasks& tasks, int task) {
+  DecodeRow r;
+  r.t = tasks.token[task];
+  r.h = tasks.head[task];
+  r.row = static_cast<int64_t>(r.t) * rows.num_heads + r.h;
+  const int64_t table = rows.row_table[r.row];
+  r.pages = rows.pages + table;
+  r.base = rows.block_base + table;
+  r.pos = rows.token_position[r.t];
+  r.c_q = rows.row_c[r.row];
+  return r;
+}
+
+// Tasks planned on the GPU may be empty (their row's live range was shorter than the host's
+// bound): no key, a partial that weighs nothing in the merge. True when the task is empty.
+__device__ __forceinline__ bool SkipEmptyTask(const CudaDecodeTasks& tasks, int task) {
+  if (tasks.block_begin[task] < tasks.block_end[task]) return false;
+  if (threadIdx.x == 0) {
+    tasks.partial_l[task] = 0.0f;
+    tasks.partial_m[task] = -FLT_MAX;
+  }
+  return true;
+}
+
 // Split-K decode: the CTA's threads share the task's keys round-robin, each with its own online
 // softmax state, then reduce them in shared memory into one partial state.
 __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool pool,
@@ -139,25 +174,13 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
 
   const int task = blockIdx.x;
   const int tid = threadIdx.x;
-  // Tasks planned on the GPU may be empty (their row's live range was shorter than the host's
-  // bound): no key, a partial that weighs nothing in the merge.
-  if (tasks.block_begin[task] >= tasks.block_end[task]) {
-    if (tid == 0) {
-      tasks.partial_l[task] = 0.0f;
-      tasks.partial_m[task] = -FLT_MAX;
-    }
-    return;
-  }
-  const int t = tasks.token[task];
-  const int h = tasks.head[task];
-  const int H = rows.num_heads;
-  const int64_t row = static_cast<int64_t>(t) * H + h;
-  const int64_t table = rows.row_table[row];
-  const int32_t* pages = rows.pages + table;
-  const double* base = rows.block_base + table;
-  const int pos = rows.token_position[t];
-  const double c_q = rows.row_c[row];
-  if (tid < D) q_s[tid] = rows.q[static_cast<int64_t>(t) * H * D + h * D + tid];
+  if (SkipEmptyTask(tasks, task)) return;
+  const DecodeRow r = LoadDecodeRow(rows, tasks, task);
+  const int32_t* pages = r.pages;
+  const double* base = r.base;
+  const int pos = r.pos;
+  const double c_q = r.c_q;
+  if (tid < D) q_s[tid] = rows.q[r.row * D + tid];
   __syncthreads();
 
   float acc[D];
@@ -269,26 +292,17 @@ __global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
   __shared__ float acc_s[kSplitWarps][D];
   const int task = blockIdx.x;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  if (SkipEmptyTask(tasks, task)) return;
   const int block_begin = tasks.block_begin[task], block_end = tasks.block_end[task];
-  if (block_begin >= block_end) {
-    if (tid == 0) {
-      tasks.partial_l[task] = 0.0f;
-      tasks.partial_m[task] = -FLT_MAX;
-    }
-    return;
-  }
-  const int t = tasks.token[task], h = tasks.head[task];
-  const int H = rows.num_heads;
-  const int64_t row = static_cast<int64_t>(t) * H + h;
-  const int64_t table = rows.row_table[row];
-  const int32_t* pages = rows.pages + table;
-  const double* base = rows.block_base + table;
-  const int pos = rows.token_position[t];
-  const double c_q = rows.row_c[row];
+  const DecodeRow r = LoadDecodeRow(rows, tasks, task);
+  const int32_t* pages = r.pages;
+  const double* base = r.base;
+  const int pos = r.pos;
+  const double c_q = r.c_q;
   const int dg = lane % 8, kg = lane / 8;
   float q[8];
   {
-    const float4* q4 = reinterpret_cast<const float4*>(rows.q + row * D + dg * 8);
+    const float4* q4 = reinterpret_cast<const float4*>(rows.q + r.row * D + dg * 8);
     const float4 a = q4[0], b = q4[1];
     q[0] = a.x, q[1] = a.y, q[2] = a.z, q[3] = a.w, q[4] = b.x, q[5] = b.y, q[6] = b.z, q[7] = b.w;
   }
