@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <regex>
 
@@ -101,7 +102,7 @@ absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::C
   return ToString(response);
 }
 
-absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+absl::StatusOr<HttpAnswer> HttpGetAnswer(int port, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket");
   sockaddr_in addr{};
@@ -122,14 +123,22 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
   ssize_t n;
   while ((n = read(fd, buffer, sizeof(buffer))) > 0) answer.append(buffer, n);
   close(fd);
+  HttpAnswer out;
   const size_t body = answer.find("\r\n\r\n");
-  if (answer.rfind("HTTP/1.", 0) != 0 || body == std::string::npos) {
+  if (body == std::string::npos || std::sscanf(answer.c_str(), "HTTP/1.%*d %d", &out.status) != 1) {
     return absl::DataLossError("not an HTTP answer");
   }
-  if (answer.find(" 200 ") == std::string::npos || answer.find(" 200 ") > answer.find("\r\n")) {
-    return absl::UnavailableError(answer.substr(0, answer.find("\r\n")));
+  out.body = answer.substr(body + 4);
+  return out;
+}
+
+absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
+  absl::StatusOr<HttpAnswer> answer = HttpGetAnswer(port, path);
+  if (!answer.ok()) return answer.status();
+  if (answer->status != 200) {
+    return absl::UnavailableError(absl::StrCat("HTTP ", answer->status, " for ", path));
   }
-  return answer.substr(body + 4);
+  return std::move(answer->body);
 }
 
 absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::string& text) {

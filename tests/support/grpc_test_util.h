@@ -21,6 +21,13 @@ absl::StatusOr<int> HealthCheck(const std::shared_ptr<grpc::Channel>& channel,
 // The raw bytes of the server reflection's answer to list_services.
 absl::StatusOr<std::string> ReflectionListServices(const std::shared_ptr<grpc::Channel>& channel);
 
+// GET http://127.0.0.1:port/path (HTTP/1.0): the status code and body of any answer.
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+absl::StatusOr<HttpAnswer> HttpGetAnswer(int port, const std::string& path);
+
 // GET http://127.0.0.1:port/path; returns the body of a 200 answer.
 absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 
