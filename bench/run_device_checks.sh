@@ -8,20 +8,11 @@ out="${OUT:-/tmp/out}"
 mkdir -p "$out"
 # The test binaries look for the repository where it was built.
 mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
-cublas="$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '*/proc/*' 2>/dev/null | head -1)")"
+. bench/device_common.sh
 export LD_LIBRARY_PATH=".device/bin:$cublas"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/card.txt"
-step() {  # name seconds command...
-  local name="$1" seconds="$2"
-  shift 2
-  echo "=== $name"
-  local t0=$SECONDS
-  timeout "$seconds" "$@" > "$out/$name.txt" 2>&1
-  echo "exit $? after $((SECONDS - t0)) s" >> "$out/$name.txt"
-  tail -n "${TAIL:-6}" "$out/$name.txt"
-}
 step gpu_tests 240 bash -c '.device/bin/rms_norm_cuda_test; .device/bin/paged_attention_cuda_test; .device/bin/cuda_backend_test'
-TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 16
+TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 8
 [ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref
 step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
   .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*' 

@@ -18,20 +18,12 @@
 set -uo pipefail
 out="${OUT:-/tmp/out}"
 mkdir -p "$out"
-cublas="$(dirname "$(find / -name 'libcublasLt.so.13' -not -path '*/proc/*' 2>/dev/null | head -1)")"
+. bench/device_common.sh
+TAIL="${TAIL:-8}"
 srv=/tmp/srv
 mkdir -p "$srv" && tar -xJf .device/srv.tar.xz -C "$srv" --strip-components=1
 export LD_LIBRARY_PATH="$srv:$cublas"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/card.txt"
-step() {  # name seconds command...
-  local name="$1" seconds="$2"
-  shift 2
-  echo "=== $name"
-  local t0=$SECONDS
-  timeout "$seconds" "$@" > "$out/$name.txt" 2>&1
-  echo "exit $? after $((SECONDS - t0)) s" >> "$out/$name.txt"
-  tail -n "${TAIL:-8}" "$out/$name.txt"
-}
 [ -d /tmp/fox760m ] || step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m
 
 port=50077
