@@ -28,6 +28,7 @@
 #include "tests/deploy/prometheus_client.h"
 #include "tests/support/grpc_test_util.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/test_server_options.h"
 #include "tests/support/test_support.h"
 
 namespace foxserve {
@@ -90,15 +91,12 @@ std::string SetUpStack(Stack* s) {
   s->queries = json::parse(ReadFileOrDie(std::string(generated) + "/queries.json"));
   s->dir = std::make_unique<ScratchDir>();
 
-  server::ServerOptions o;
-  o.model_dir = SourceDir() + "/models/fox-pro-shakespeare";
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.metrics_port = 0;
-  o.threads = 2;
+  server::ServerOptions o = TestServerOptions(SourceDir() + "/models/fox-pro-shakespeare");
   o.max_num_seqs = 8;
-  o.kv_cache_bytes = 64 << 20;
-  o.drain_timeout_seconds = 5;
+  // The server's defaults, not the test pool's limits: the dashboard's queries see real batches.
+  const server::ServerOptions defaults;
+  o.max_batch_tokens = defaults.max_batch_tokens;
+  o.max_model_len = defaults.max_model_len;
   auto started = server::FoxServer::Start(o);
   if (!started.ok()) return "foxserve: " + started.status().ToString();
   s->server = std::move(started).value();

@@ -21,6 +21,7 @@
 #include "server/server_flags.h"
 #include "tests/support/grpc_test_util.h"
 #include "tests/support/model_fixture.h"
+#include "tests/support/test_server_options.h"
 #include "tests/support/test_support.h"
 
 namespace foxserve {
@@ -34,15 +35,8 @@ constexpr char kToken[] = "s3cr3t-t0ken-for-the-tests-0123456789";
 constexpr char kMarker[] = "PROMPT-MARKER-7f3a";
 
 ServerOptions BaseOptions(const std::string& model_dir) {
-  ServerOptions o;
-  o.model_dir = model_dir;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  o.metrics_port = 0;
-  o.threads = 2;
+  ServerOptions o = TestServerOptions(model_dir);
   o.max_num_seqs = 8;
-  o.max_batch_tokens = 512;
-  o.kv_cache_bytes = 64 << 20;
   o.max_model_len = 512;
   o.drain_timeout_seconds = 2;
   return o;

@@ -16,6 +16,7 @@
 #include "tests/engine/golden_data.h"
 #include "tests/support/grpc_test_util.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/test_server_options.h"
 #include "tests/support/test_support.h"
 
 namespace foxserve {
@@ -56,18 +57,7 @@ Golden ReadGolden(const std::string& name) {
 class ServerTest : public ::testing::Test {
  protected:
   static ServerOptions Options(const std::string& model_dir) {
-    ServerOptions o;
-    o.model_dir = model_dir;
-    o.host = "127.0.0.1";
-    o.port = 0;
-    o.metrics_port = 0;
-    o.threads = 2;
-    o.max_num_seqs = 16;
-    o.max_batch_tokens = 512;
-    o.kv_cache_bytes = 64 << 20;
-    o.max_model_len = 1024;
-    o.drain_timeout_seconds = 5;
-    return o;
+    return TestServerOptions(model_dir);
   }
 
   void StartServer(const ServerOptions& options) {
