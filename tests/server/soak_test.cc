@@ -221,6 +221,22 @@ class SoakClient {
     return reader->Finish();
   }
 
+  // Sends `r` to one of the two generation methods, chosen at random, and counts the outcome;
+  // for scenarios that only look at the status.
+  grpc::Status GenerateEitherWay(grpc::ClientContext* ctx, const v1::GenerateRequest& r) {
+    grpc::Status s;
+    if (Chance(0.5)) {
+      v1::GenerateResponse response;
+      s = stub_->Generate(ctx, r, &response);
+    } else {
+      int64_t tokens;
+      v1::GenerateStreamResponse last;
+      s = Stream(ctx, r, -1, &tokens, &last);
+    }
+    CountGeneration(s);
+    return s;
+  }
+
   void CheckComplete(const std::string& what, const grpc::Status& s, int64_t tokens,
                      v1::FinishReason reason, const v1::Usage& usage, uint32_t max_new) {
     if (s.ok()) {
@@ -286,16 +302,7 @@ class SoakClient {
             [&](grpc::ClientContext* ctx) {
               v1::GenerateRequest r = Valid();
               r.set_max_new_tokens(Uniform(32, 300));
-              grpc::Status s;
-              if (Chance(0.5)) {
-                v1::GenerateResponse response;
-                s = stub_->Generate(ctx, r, &response);
-              } else {
-                int64_t tokens;
-                v1::GenerateStreamResponse last;
-                s = Stream(ctx, r, -1, &tokens, &last);
-              }
-              CountGeneration(s);
+              const grpc::Status s = GenerateEitherWay(ctx, r);
               const auto c = s.error_code();
               if (c != grpc::StatusCode::DEADLINE_EXCEEDED && c != grpc::StatusCode::OK &&
                   c != grpc::StatusCode::RESOURCE_EXHAUSTED &&
@@ -308,16 +315,7 @@ class SoakClient {
       case Scenario::kMalformed:
         WithContext([&](grpc::ClientContext* ctx) {
           auto [r, field] = Malformed();
-          grpc::Status s;
-          if (Chance(0.5)) {
-            v1::GenerateResponse response;
-            s = stub_->Generate(ctx, r, &response);
-          } else {
-            int64_t tokens;
-            v1::GenerateStreamResponse last;
-            s = Stream(ctx, r, -1, &tokens, &last);
-          }
-          CountGeneration(s);
+          const grpc::Status s = GenerateEitherWay(ctx, r);
           if (s.error_code() != grpc::StatusCode::INVALID_ARGUMENT ||
               !absl::StartsWith(s.error_message(), field)) {
             tally_->Violation(absl::StrCat("malformed (", field, "): ", s.error_code(), " ",
