@@ -55,7 +55,6 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
       tokenizer_(tokenizer),
       options_(options),
       observer_(observer),
-      profile_(std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr),
       blocks_(backend->num_pages()),
       scheduler_(
           [&] {
@@ -63,7 +62,8 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
             c.page_size = backend->page_size();
             return c;
           }(),
-          &blocks_) {
+          &blocks_),
+      profile_(std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr) {
   if (options_.poison_freed_pages) {
     blocks_.set_free_hook([backend](absl::Span<const int32_t> pages) { backend->PoisonPages(pages); });
   }
