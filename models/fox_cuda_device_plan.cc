@@ -1,0 +1,326 @@
+// ACP planned on the GPU (the CUDA model's default): the step's setup, each layer's plan kernel
+// and what comes back to the host after the step.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/paged_attention.h"
+#include "kernels/cuda/attention_tasks.h"
+#include "models/fox_cuda_model_impl.h"
+#include "models/status_macros.h"
+
+namespace foxserve {
+namespace models {
+
+using cuda_model::Check;
+using cuda_model::kDecodeChunkBlocks;
+using cuda_model::kPageSize;
+using cuda_model::MirroredSequence;
+using kernels::DeviceBuffer;
+
+absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem> items,
+                                                   const std::vector<int64_t>& row_offsets,
+                                                   DeviceStep* step) {
+  const FoxConfig& c = config;
+  const int64_t L = c.num_hidden_layers, H = c.num_heads, D = c.hidden_size;
+  const int64_t streams = L * H;
+  const int64_t num_items = static_cast<int64_t>(items.size());
+
+  // - Regions in the mirror: new sequences get one (which may move the mirror's arrays, so
+  //   every address is read after this loop).
+  std::vector<MirroredSequence*> seqs(num_items);
+  std::vector<bool> fresh(num_items, false);
+  for (int64_t i = 0; i < num_items; ++i) {
+    SequenceKvState& s = *items[i].state;
+    auto* seq = dynamic_cast<MirroredSequence*>(s.backend_state.get());
+    if (s.backend_state != nullptr && (seq == nullptr || seq->mirror() != mirror.get())) {
+      return absl::InvalidArgumentError("sequence state belongs to another backend");
+    }
+    if (seq == nullptr) {
+      const int64_t capacity =
+          std::max<int64_t>((s.max_total_tokens + kPageSize - 1) / kPageSize + 1, s.num_blocks());
+      if (capacity > INT32_MAX / streams) {
+        return absl::OutOfRangeError(absl::StrCat("sequence of ", s.max_total_tokens, " tokens"));
+      }
+      kernels::DeviceKvRegion region;
+      FOXSERVE_RETURN_IF_ERROR(
+          Check(mirror->Allocate(static_cast<int32_t>(capacity), &region), "KV mirror"));
+      auto owned = std::make_unique<MirroredSequence>(mirror, region);
+      seq = owned.get();
+      s.backend_state = std::move(owned);
+      fresh[i] = true;
+    }
+    seqs[i] = seq;
+  }
+
+  // - What goes up: new block-table entries, the state of new sequences, the step's items and
+  //   task shapes. Copies into the mirror run device-to-device after the one upload.
+  struct Placement {
+    size_t from;
+    void* to;
+    size_t bytes;
+  };
+  // [streams] rows of `blocks` entries into rows of the region's capacity.
+  struct BlockRows {
+    size_t from;
+    void* to;
+    int64_t blocks, capacity;
+    size_t entry_bytes;
+  };
+  std::vector<Placement> placements;
+  std::vector<BlockRows> block_rows;
+  kernels::UploadArena& up = plan_upload;
+  up.Reset();
+  std::vector<kernels::AcpPlanItem> plan_items(num_items);
+  std::vector<int32_t> slots(num_items);
+  std::vector<kernels::AttentionItem> att_items(num_items);
+  step->touched_base.assign(num_items, 0);
+  step->touched_entries = 0;
+  for (int64_t i = 0; i < num_items; ++i) {
+    SequenceKvState& s = *items[i].state;
+    MirroredSequence& seq = *seqs[i];
+    const kernels::DeviceKvRegion& region = seq.region();
+    const int64_t cap = region.capacity;
+    const int64_t table0 = region.block_offset;
+    const int64_t have = std::min<int64_t>(s.num_blocks(), cap);
+    if (have > seq.uploaded_blocks) {
+      // Pages only get appended; entries the engine has since evicted are below every pointer.
+      const int64_t nb = have - seq.uploaded_blocks;
+      std::vector<int32_t> pages(streams * nb);
+      for (int64_t st = 0; st < streams; ++st) {
+        std::copy(s.streams[st].pages.begin() + seq.uploaded_blocks,
+                  s.streams[st].pages.begin() + have, pages.begin() + st * nb);
+      }
+      block_rows.push_back({up.Add(pages), mirror->pages() + table0 + seq.uploaded_blocks, nb, cap,
+                            sizeof(int32_t)});
+      seq.uploaded_blocks = have;
+    }
+    if (fresh[i]) {
+      // The host's state (empty for a new sequence, else the state it has kept).
+      const int64_t written = static_cast<int64_t>(s.streams[0].block_c_first.size());
+      if (written > 0) {
+        std::vector<double> first(streams * written), last(streams * written);
+        for (int64_t st = 0; st < streams; ++st) {
+          const KvStream& ks = s.streams[st];
+          std::copy(ks.block_c_first.begin(), ks.block_c_first.begin() + written,
+                    first.begin() + st * written);
+          std::copy(ks.block_c_last.begin(), ks.block_c_last.begin() + written,
+                    last.begin() + st * written);
+        }
+        block_rows.push_back(
+            {up.Add(first), mirror->c_first() + table0, written, cap, sizeof(double)});
+        block_rows.push_back(
+            {up.Add(last), mirror->c_last() + table0, written, cap, sizeof(double)});
+      }
+      std::vector<double> c_now(streams);
+      std::vector<float> key_norm(streams), shift(L * 2 * D);
+      std::vector<int32_t> pointer(streams);
+      for (int64_t st = 0; st < streams; ++st) {
+        c_now[st] = s.streams[st].c_now;
+        key_norm[st] = s.streams[st].max_key_norm;
+        pointer[st] = static_cast<int32_t>(s.streams[st].first_live_block);
+      }
+      for (int64_t l = 0; l < L; ++l) {
+        std::copy(s.k_shift_prev.begin() + l * D, s.k_shift_prev.begin() + (l + 1) * D,
+                  shift.begin() + l * 2 * D);
+        std::copy(s.v_shift_prev.begin() + l * D, s.v_shift_prev.begin() + (l + 1) * D,
+                  shift.begin() + l * 2 * D + D);
+      }
+      const int64_t slot = region.slot;
+      placements.push_back({up.Add(c_now), mirror->c_now() + slot * streams, streams * sizeof(double)});
+      placements.push_back(
+          {up.Add(key_norm), mirror->max_key_norm() + slot * streams, streams * sizeof(float)});
+      placements.push_back(
+          {up.Add(pointer), mirror->first_live_block() + slot * streams, streams * sizeof(int32_t)});
+      placements.push_back({up.Add(shift), mirror->shift() + slot * mirror->shift_floats(),
+                            shift.size() * sizeof(float)});
+    }
+
+    const int64_t r0 = row_offsets[i], n = row_offsets[i + 1] - r0, pos0 = s.num_tokens;
+    kernels::AcpPlanItem& pi = plan_items[i];
+    pi.first_position = pos0;
+    pi.max_total_tokens = s.max_total_tokens;
+    pi.block_offset = table0;
+    pi.block_capacity = static_cast<int32_t>(cap);
+    pi.slot = region.slot;
+    pi.first_row = static_cast<int32_t>(r0);
+    pi.num_tokens = static_cast<int32_t>(n);
+    pi.readback_block_base = step->touched_entries;
+    step->touched_base[i] = step->touched_entries;
+    step->touched_entries += streams * kernels::NumQueryBlocks(pos0, n, kPageSize);
+    slots[i] = region.slot;
+    kernels::AttentionItem& att = att_items[i];
+    att.first_token = static_cast<int32_t>(r0);
+    att.num_tokens = static_cast<int32_t>(n);
+    att.first_position = pos0;
+    if (n == 1) {
+      // The row's tasks start from the host's pointer (a step old, never ahead of this step's
+      // start), the lowest over the layers.
+      att.starts.assign(H, INT32_MAX);
+      for (int64_t l = 0; l < L; ++l) {
+        for (int64_t h = 0; h < H; ++h) {
+          att.starts[h] = std::min<int32_t>(
+              att.starts[h], static_cast<int32_t>(s.stream(l, h).first_live_block));
+        }
+      }
+    }
+  }
+  kernels::HostAttentionTasks tasks;
+  std::vector<int32_t> prefill_base, decode_base;
+  kernels::BuildAttentionTaskShapes(att_items, static_cast<int32_t>(H), kPageSize,
+                                    kDecodeChunkBlocks, &tasks, &prefill_base, &decode_base);
+  for (int64_t i = 0; i < num_items; ++i) {
+    plan_items[i].prefill_task_base = prefill_base[i];
+    plan_items[i].decode_row_base = decode_base[i];
+  }
+  step->at_items = up.Add(plan_items);
+  step->at_slots = up.Add(slots);
+  step->at_pf = up.Add(tasks.prefill_first_token);
+  step->at_pn = up.Add(tasks.prefill_num_rows);
+  step->at_ph = up.Add(tasks.prefill_head);
+  step->at_dt = up.Add(tasks.decode_token);
+  step->at_dh = up.Add(tasks.decode_head);
+  step->at_rt = up.Add(tasks.row_token);
+  step->at_rh = up.Add(tasks.row_head);
+  step->at_rp = up.Add(tasks.row_partials);
+  step->prefill_tasks = static_cast<int32_t>(tasks.prefill_first_token.size());
+  step->decode_tasks = static_cast<int32_t>(tasks.decode_token.size());
+  step->decode_rows = static_cast<int32_t>(tasks.row_token.size());
+  up.Flush(stream);
+  for (const BlockRows& r : block_rows) {
+    const size_t row_bytes = r.blocks * r.entry_bytes;
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpy2DAsync(r.to, r.capacity * r.entry_bytes, up.At<char>(r.from), row_bytes,
+                          row_bytes, streams, cudaMemcpyDeviceToDevice, stream),
+        "block table upload"));
+  }
+  for (const Placement& p : placements) {
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpyAsync(p.to, up.At<char>(p.from), p.bytes, cudaMemcpyDeviceToDevice, stream),
+        "sequence state upload"));
+  }
+
+  // - Per-step scratch.
+  const int64_t rows = row_offsets.back() * H;
+  row_c.Resize(rows);
+  row_c_rel.Resize(rows);
+  row_page.Resize(rows);
+  row_slot.Resize(rows);
+  row_table.Resize(rows);
+  prefill_start.Resize(std::max<int64_t>(1, step->prefill_tasks));
+  decode_begin.Resize(std::max<int64_t>(1, step->decode_tasks));
+  decode_end.Resize(std::max<int64_t>(1, step->decode_tasks));
+  pm.Resize(std::max<int64_t>(1, step->decode_tasks));
+  pl.Resize(std::max<int64_t>(1, step->decode_tasks));
+  pacc.Resize(std::max<int64_t>(1, step->decode_tasks) * c.head_dim);
+  stream_back.Resize(num_items * streams);
+  block_back.Resize(2 * step->touched_entries);
+  return absl::OkStatus();
+}
+
+absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
+                                                   const AcpOptions& acp, const DeviceStep& step,
+                                                   LayerPlan* plan) {
+  const FoxConfig& c = config;
+  const int64_t H = c.num_heads;
+  const kernels::UploadArena& up = plan_upload;
+  kernels::AcpPlanParams p;
+  p.items = up.At<kernels::AcpPlanItem>(step.at_items);
+  p.num_items = static_cast<int32_t>(num_items);
+  p.layer = static_cast<int32_t>(l);
+  p.num_layers = static_cast<int32_t>(c.num_hidden_layers);
+  p.num_heads = static_cast<int32_t>(H);
+  p.head_dim = static_cast<int32_t>(c.head_dim);
+  p.page_size = kPageSize;
+  switch (c.fgate_type) {
+    case FgateType::kFull:
+      p.gate_mode = kernels::AcpGateMode::kFull;
+      break;
+    case FgateType::kBiasOnly:
+    case FgateType::kFixed:
+      p.gate_mode = kernels::AcpGateMode::kBiasOnly;
+      break;
+    case FgateType::kNone:
+      p.gate_mode = kernels::AcpGateMode::kNone;
+      break;
+  }
+  p.fgate_logits = proj.get() + ip.fgate;
+  p.fgate_stride = ip.rows;
+  p.fgate_bias = fgate_bias.get() + l * H;
+  p.logit_bounds = weight_bounds.get() + l * H;
+  p.q_norms = q_norms.get();
+  p.k_norms = k_norms.get();
+  p.acp_enabled = acp.enabled;
+  p.log_eps = acp.log_eps;
+  p.pages = mirror->pages();
+  p.c_first = mirror->c_first();
+  p.c_last = mirror->c_last();
+  p.c_now = mirror->c_now();
+  p.max_key_norm = mirror->max_key_norm();
+  p.first_live_block = mirror->first_live_block();
+  p.row_c = row_c.get();
+  p.row_c_rel = row_c_rel.get();
+  p.row_page = row_page.get();
+  p.row_slot = row_slot.get();
+  p.row_table = row_table.get();
+  p.prefill_start = prefill_start.get();
+  p.decode_row_partials = up.At<int32_t>(step.at_rp);
+  p.decode_begin = decode_begin.get();
+  p.decode_end = decode_end.get();
+  p.decode_chunk_blocks = kDecodeChunkBlocks;
+  p.streams = stream_back.get();
+  p.touched_blocks = block_back.get();
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAcpPlan(p, stream), "ACP plan"));
+
+  plan->page = row_page.get();
+  plan->slot = row_slot.get();
+  plan->c_rel = row_c_rel.get();
+  plan->rows = kernels::CudaAttentionRows{positions.get(), row_table.get(), mirror->pages(),
+                                          mirror->c_first(), row_c.get(), nullptr, nullptr,
+                                          static_cast<int32_t>(H),
+                                          1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+  plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(step.at_pf), up.At<int32_t>(step.at_pn),
+                                            up.At<int32_t>(step.at_ph), prefill_start.get(),
+                                            step.prefill_tasks};
+  plan->decode = kernels::CudaDecodeTasks{up.At<int32_t>(step.at_dt), up.At<int32_t>(step.at_dh),
+                                          decode_begin.get(), decode_end.get(), step.decode_tasks,
+                                          up.At<int32_t>(step.at_rt), up.At<int32_t>(step.at_rh),
+                                          up.At<int32_t>(step.at_rp), step.decode_rows, pm.get(),
+                                          pl.get(), pacc.get()};
+  return absl::OkStatus();
+}
+
+void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
+                                         const DeviceStep& step, const char* readback_bytes) {
+  const int64_t L = config.num_hidden_layers, H = config.num_heads;
+  const auto* back = reinterpret_cast<const kernels::AcpStreamReadback*>(readback_bytes);
+  const auto* touched = reinterpret_cast<const double*>(
+      readback_bytes + stream_back.size() * sizeof(kernels::AcpStreamReadback));
+  for (size_t i = 0; i < items.size(); ++i) {
+    SequenceKvState& s = *items[i].state;
+    const int64_t pos0 = s.num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
+    const int64_t first_block = pos0 / kPageSize;
+    const int64_t nqb = kernels::NumQueryBlocks(pos0, n, kPageSize);
+    for (int64_t st = 0; st < L * H; ++st) {
+      const kernels::AcpStreamReadback& b = back[i * L * H + st];
+      KvStream& ks = s.streams[st];
+      ks.c_now = b.c_now;
+      ks.max_key_norm = b.max_key_norm;
+      ks.first_live_block = b.first_live_block;
+      const double* tb = touched + 2 * (step.touched_base[i] + st * nqb);
+      ks.block_c_first.resize(std::max<size_t>(ks.block_c_first.size(), first_block + nqb));
+      ks.block_c_last.resize(ks.block_c_first.size());
+      for (int64_t j = 0; j < nqb; ++j) {
+        ks.block_c_first[first_block + j] = tb[2 * j];
+        ks.block_c_last[first_block + j] = tb[2 * j + 1];
+      }
+      if (AcpCounters* counters = items[i].acp_counters; counters != nullptr) {
+        counters->computed[st] += b.tiles_computed;
+        counters->skipped[st] += b.tiles_skipped;
+      }
+    }
+  }
+}
+
+}  // namespace models
+}  // namespace foxserve

@@ -1,0 +1,159 @@
+// The private parts of models/fox_cuda_model.cc shared with the files that implement it: the
+// model's device state (FoxCudaModel::Impl), a sequence's region in the device mirror, and status
+// conversion. fox_cuda_model.cc runs a step and its layers; fox_cuda_device_plan.cc plans ACP on
+// the GPU (the default), fox_cuda_host_plan.cc on the host (FOXSERVE_ACP_PLANNER=host).
+// Include only from those files.
+#ifndef FOXSERVE_MODELS_FOX_CUDA_MODEL_IMPL_H_
+#define FOXSERVE_MODELS_FOX_CUDA_MODEL_IMPL_H_
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "kernels/cuda/acp_plan_cuda.h"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/cuda/device_kv_mirror.h"
+#include "kernels/cuda/gemm_cuda.h"
+#include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/stage_timer.h"
+#include "kernels/cuda/staging_arena.h"
+#include "models/fox_cuda_model.h"
+#include "models/kv_state.h"
+
+namespace foxserve {
+namespace models {
+namespace cuda_model {
+
+inline constexpr int32_t kPageSize = kernels::kCudaPageSize;
+inline constexpr int32_t kDecodeChunkBlocks = 8;
+
+inline absl::Status Check(cudaError_t e, absl::string_view what) {
+  if (e == cudaSuccess) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
+}
+inline absl::Status Check(cublasStatus_t s, absl::string_view what) {
+  if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, ": cuBLASLt status ", static_cast<int>(s)));
+}
+
+// A sequence's region in the device mirror; freed with the sequence (or its Reset).
+class MirroredSequence : public BackendSequenceState {
+ public:
+  MirroredSequence(std::shared_ptr<kernels::DeviceKvMirror> mirror, kernels::DeviceKvRegion region)
+      : mirror_(std::move(mirror)), region_(region) {}
+  ~MirroredSequence() override { mirror_->Free(region_); }
+  const kernels::DeviceKvMirror* mirror() const { return mirror_.get(); }
+  const kernels::DeviceKvRegion& region() const { return region_; }
+  int64_t uploaded_blocks = 0;  // block-table entries (per stream) the device has
+
+ private:
+  std::shared_ptr<kernels::DeviceKvMirror> mirror_;
+  kernels::DeviceKvRegion region_;
+};
+
+}  // namespace cuda_model
+
+struct FoxCudaModel::Impl {
+  struct Layer {
+    kernels::DeviceBuffer<float> attn_norm, q_norm, k_norm, output_norm, mlp_norm;
+    kernels::DeviceBuffer<__nv_bfloat16> in_proj, o_proj, gate_up, down;
+    std::vector<float> fgate_bias;  // host: the forget gate is finished on the host
+  };
+
+  FoxConfig config;
+  InProjLayout ip;
+  std::vector<double> logit_bounds;
+  std::vector<Layer> layers;
+  kernels::DeviceBuffer<__nv_bfloat16> embeddings, lm_head;
+  kernels::DeviceBuffer<float> final_norm;
+  kernels::DeviceBuffer<uint8_t> pool;
+  int64_t num_pages = 0;
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<kernels::CublasLtGemm> gemm;
+  // Which tensor-core prefill runs: the WMMA kernel or the register-resident mma.sync one
+  // (FOXSERVE_PREFILL_KERNEL=wmma|mma, read once at load: an A/B switch for benchmarks).
+  bool mma_prefill = true;
+  // Where ACP is planned: on the GPU, from the device mirror of the block tables (default), or
+  // on the host with one round trip a layer (FOXSERVE_ACP_PLANNER=host|device, read once at
+  // load: the A/B pair, and the reference the device planner is tested against).
+  bool device_planner = true;
+  // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
+  bool warp_decode = true;
+  std::shared_ptr<kernels::DeviceKvMirror> mirror;
+  kernels::DeviceBuffer<float> fgate_bias;     // [layers][heads]
+  kernels::DeviceBuffer<double> weight_bounds;  // [layers][heads] U from the weights
+
+  // Scratch, grown as needed.
+  kernels::DeviceBuffer<int32_t> ids, token_item, item_first, item_last, positions, rows_sel;
+  kernels::DeviceBuffer<float> x, proj, q, k, v, q_norms, k_norms, attn, delta, gate_up, shift_in,
+      shift_out, logits;
+  kernels::DeviceBuffer<__nv_bfloat16> a, o, mid;
+  kernels::DeviceBuffer<float> pm, pl, pacc;
+  // The per-layer plan goes up in one copy, the values it is made from come back with one
+  // synchronization (kernels/cuda/staging_arena.h says why).
+  kernels::UploadArena plan_upload;
+  kernels::PinnedBytes readback;
+  // Device-planned steps: per-row plan outputs, task ranges, what comes back after the step.
+  kernels::DeviceBuffer<double> row_c;
+  kernels::DeviceBuffer<float> row_c_rel;
+  kernels::DeviceBuffer<int32_t> row_page, row_slot, prefill_start, decode_begin, decode_end;
+  kernels::DeviceBuffer<int64_t> row_table;
+  kernels::DeviceBuffer<kernels::AcpStreamReadback> stream_back;
+  kernels::DeviceBuffer<double> block_back;
+  kernels::PinnedBytes step_readback;
+  kernels::DeviceBuffer<int32_t> greedy;
+  kernels::PinnedBytes greedy_readback;
+  // FOXSERVE_PROFILE_STAGES=1: GPU time per stage, printed when the model is destroyed.
+  kernels::StageTimer stages{std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr};
+
+  absl::Status Gemm(const __nv_bfloat16* x_in, int64_t m, int64_t k_dim,
+                    const kernels::DeviceBuffer<__nv_bfloat16>& w, int64_t n, float* y) {
+    return cuda_model::Check(gemm->Run(x_in, m, k_dim, k_dim, w.get(), n, y, n, stream), "matrix product");
+  }
+
+  // What the attention of one layer reads: planned on the host or on the device.
+  struct LayerPlan {
+    const int32_t* page = nullptr;  // [rows] for the KV append
+    const int32_t* slot = nullptr;
+    const float* c_rel = nullptr;
+    kernels::CudaAttentionRows rows;  // q and out filled in by RunLayer
+    kernels::CudaPrefillTasks prefill;
+    kernels::CudaDecodeTasks decode;  // count 0: no decode rows
+  };
+  // A step planned on the device: what every layer shares, uploaded once (offsets into
+  // plan_upload).
+  struct DeviceStep {
+    size_t at_items = 0, at_slots = 0;
+    size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_rt = 0, at_rh = 0, at_rp = 0;
+    int32_t prefill_tasks = 0, decode_tasks = 0, decode_rows = 0;
+    std::vector<int64_t> touched_base;  // per item: first touched-block entry of the readback
+    int64_t touched_entries = 0;
+  };
+
+  absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
+                        const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                        const DeviceStep* step);
+  // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
+  absl::Status PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
+                               const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                               LayerPlan* plan);
+  // Device planner.
+  absl::Status PrepareDeviceStep(absl::Span<const ForwardItem> items,
+                                 const std::vector<int64_t>& row_offsets, DeviceStep* step);
+  absl::Status PlanLayerOnDevice(int64_t l, int64_t num_items, const AcpOptions& acp,
+                                 const DeviceStep& step, LayerPlan* plan);
+  void ApplyDeviceStep(absl::Span<const ForwardItem> items, const DeviceStep& step,
+                       const char* readback_bytes);
+};
+
+}  // namespace models
+}  // namespace foxserve
+
+#endif  // FOXSERVE_MODELS_FOX_CUDA_MODEL_IMPL_H_
