@@ -4,10 +4,24 @@
 #include <cmath>
 
 #include "kernels/acp_boundary.h"
+#include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/paged_attention.h"
 
 namespace foxserve {
 namespace models {
+
+double LogForget(FgateType type, float logit, float bias) {
+  switch (type) {
+    case FgateType::kFull:
+      return kernels::LogSigmoid(static_cast<double>(logit) + bias);
+    case FgateType::kBiasOnly:
+    case FgateType::kFixed:
+      return kernels::LogSigmoid(bias);
+    case FgateType::kNone:
+      break;
+  }
+  return 0.0;
+}
 
 void RecordNewTokens(KvStream& stream, int64_t pos0, int64_t n, const double* c_new,
                      float max_key_norm, int32_t page_size, float* c_rel) {

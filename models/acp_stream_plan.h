@@ -14,6 +14,11 @@
 namespace foxserve {
 namespace models {
 
+// log f of one token's forget gate (FOX.md section 2), in double as c accumulates it:
+// logsigmoid(logit + bias) for a full gate, logsigmoid(bias) for a bias-only or fixed one (the
+// logit is ignored), 0 without a gate.
+double LogForget(FgateType type, float logit, float bias);
+
 // Records n new tokens at positions [pos0, pos0 + n) with absolute c values c_new[0, n) and
 // their largest key norm. c_rel[i] receives token i's C entry (c relative to its block's first
 // token), the value its page stores.

@@ -17,8 +17,6 @@ namespace models {
 using cuda_model::Check;
 using cuda_model::kDecodeChunkBlocks;
 using cuda_model::kPageSize;
-using cuda_model::MirroredSequence;
-using kernels::DeviceBuffer;
 
 absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
                                                  const std::vector<int64_t>& row_offsets,
@@ -76,18 +74,9 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
       double prev = stream_state.c_now;
       float max_q = 0, max_k = 0;
       for (int64_t t = 0; t < n; ++t) {
-        double log_f = 0.0;
-        switch (c.fgate_type) {
-          case FgateType::kFull:
-            log_f = kernels::LogSigmoid(static_cast<double>(fgate[(r0 + t) * H + h]) + w.fgate_bias[h]);
-            break;
-          case FgateType::kBiasOnly:
-          case FgateType::kFixed:
-            log_f = kernels::LogSigmoid(w.fgate_bias[h]);
-            break;
-          case FgateType::kNone:
-            break;
-        }
+        const float logit = c.fgate_type == FgateType::kFull ? fgate[(r0 + t) * H + h] : 0.0f;
+        const float bias = c.fgate_type == FgateType::kNone ? 0.0f : w.fgate_bias[h];
+        const double log_f = LogForget(c.fgate_type, logit, bias);
         prev += log_f;
         c_new[t] = prev;
         max_q = std::max(max_q, qn[(r0 + t) * H + h]);

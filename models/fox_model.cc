@@ -272,19 +272,9 @@ void FoxModel::RunLayer(int64_t layer, absl::Span<const ForwardItem> items,
           }
         }
         for (int64_t h = 0; h < H; ++h) {
-          double log_f = 0.0;
-          switch (c.fgate_type) {
-            case FgateType::kFull:
-              log_f = kernels::LogSigmoid(static_cast<double>(sc.proj[r * P + ip.fgate + h]) +
-                                          w.fgate_bias[h]);
-              break;
-            case FgateType::kBiasOnly:
-            case FgateType::kFixed:
-              log_f = kernels::LogSigmoid(w.fgate_bias[h]);
-              break;
-            case FgateType::kNone:
-              break;
-          }
+          const float logit = c.fgate_type == FgateType::kFull ? sc.proj[r * P + ip.fgate + h] : 0.0f;
+          const float bias = c.fgate_type == FgateType::kNone ? 0.0f : w.fgate_bias[h];
+          const double log_f = LogForget(c.fgate_type, logit, bias);
           const double prev_c = t == 0 ? s.stream(layer, h).c_now : sc.c[h * N + r - 1];
           sc.c[h * N + r] = prev_c + log_f;
         }
