@@ -1,0 +1,113 @@
+// The task shapes the GPU planner fills in (BuildAttentionTaskShapes) against the host-planned
+// task lists (BuildAttentionTasks) on random batches: the same prefill tasks at the indices the
+// plan kernel writes, the same decode rows, and enough split-K tasks for every start the device
+// can choose. Plain C++: runs without a GPU.
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/cuda/attention_tasks.h"
+
+namespace foxserve {
+namespace kernels {
+namespace {
+
+constexpr int32_t kPage = 64;
+
+TEST(AttentionTaskShapesTest, MatchTheHostTaskListsAndCoverEveryDeviceStart) {
+  std::mt19937 rng(5);
+  for (int batch = 0; batch < 200; ++batch) {
+    const int32_t H = 1 + static_cast<int32_t>(rng() % 4);
+    const int32_t chunk = 1 + static_cast<int32_t>(rng() % 9);
+    std::vector<AttentionItem> planned, shapes;
+    std::vector<std::vector<int32_t>> device_starts;  // decode items: [head] the device's start
+    int32_t token = 0;
+    const int items = 1 + static_cast<int>(rng() % 6);
+    for (int i = 0; i < items; ++i) {
+      AttentionItem item;
+      item.first_token = token;
+      item.num_tokens = rng() % 2 == 0 ? 1 : 1 + static_cast<int32_t>(rng() % 300);
+      item.first_position = static_cast<int64_t>(rng() % 2000);
+      token += item.num_tokens;
+      const int64_t first_block = item.first_position / kPage;
+      const int64_t last_block = (item.first_position + item.num_tokens - 1) / kPage;
+      const int64_t nqb = last_block - first_block + 1;
+      AttentionItem shape = item;
+      std::vector<int32_t> starts_now;
+      if (item.num_tokens == 1) {
+        // The host's pointer (a step old) is at most the device's start.
+        for (int32_t h = 0; h < H; ++h) {
+          const int32_t lower = static_cast<int32_t>(rng() % (last_block + 1));
+          const int32_t start =
+              lower + static_cast<int32_t>(rng() % (last_block + 1 - lower));
+          shape.starts.push_back(lower);
+          item.starts.push_back(start);
+          starts_now.push_back(start);
+        }
+      } else {
+        for (int32_t h = 0; h < H; ++h) {
+          int32_t start = 0;
+          for (int64_t qb = 0; qb < nqb; ++qb) {
+            start += static_cast<int32_t>(rng() % (first_block + qb + 1 - start + 1));
+            start = std::min<int32_t>(start, static_cast<int32_t>(first_block + qb));
+            item.starts.push_back(start);
+          }
+        }
+      }
+      planned.push_back(item);
+      shapes.push_back(shape);
+      device_starts.push_back(starts_now);
+    }
+    HostAttentionTasks host, dev;
+    std::vector<int32_t> prefill_base, decode_base;
+    BuildAttentionTasks(planned, H, kPage, chunk, &host);
+    BuildAttentionTaskShapes(shapes, H, kPage, chunk, &dev, &prefill_base, &decode_base);
+
+    ASSERT_EQ(dev.prefill_first_token, host.prefill_first_token);
+    ASSERT_EQ(dev.prefill_num_rows, host.prefill_num_rows);
+    ASSERT_EQ(dev.prefill_head, host.prefill_head);
+    ASSERT_EQ(dev.prefill_start.size(), host.prefill_start.size());
+    ASSERT_EQ(dev.row_token, host.row_token);
+    ASSERT_EQ(dev.row_head, host.row_head);
+    ASSERT_EQ(dev.decode_begin.size(), dev.decode_token.size());
+    ASSERT_EQ(dev.decode_end.size(), dev.decode_token.size());
+    for (size_t i = 0; i < planned.size(); ++i) {
+      const AttentionItem& item = planned[i];
+      const int64_t first_block = item.first_position / kPage;
+      const int64_t last_block = (item.first_position + item.num_tokens - 1) / kPage;
+      const int64_t nqb = last_block - first_block + 1;
+      if (item.num_tokens > 1) {
+        ASSERT_GE(prefill_base[i], 0);
+        EXPECT_EQ(decode_base[i], -1);
+        // Where the plan kernel writes (head h, query block qb) is where the host put its start.
+        for (int32_t h = 0; h < H; ++h) {
+          for (int64_t qb = 0; qb < nqb; ++qb) {
+            EXPECT_EQ(host.prefill_start[prefill_base[i] + h * nqb + qb], item.starts[h * nqb + qb])
+                << "batch " << batch << " item " << i;
+          }
+        }
+        continue;
+      }
+      ASSERT_GE(decode_base[i], 0);
+      EXPECT_EQ(prefill_base[i], -1);
+      for (int32_t h = 0; h < H; ++h) {
+        const int32_t r = decode_base[i] + h;
+        ASSERT_EQ(dev.row_token[r], item.first_token);
+        ASSERT_EQ(dev.row_head[r], h);
+        const int32_t p0 = dev.row_partials[r], p1 = dev.row_partials[r + 1];
+        for (int32_t p = p0; p < p1; ++p) {
+          EXPECT_EQ(dev.decode_token[p], item.first_token);
+          EXPECT_EQ(dev.decode_head[p], h);
+        }
+        // Re-chunked from the device's start, the row's tasks reach its last block.
+        EXPECT_GE(device_starts[i][h] + int64_t{p1 - p0} * chunk, last_block + 1)
+            << "batch " << batch << " item " << i << " head " << h;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kernels
+}  // namespace foxserve
