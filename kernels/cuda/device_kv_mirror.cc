@@ -47,33 +47,24 @@ DeviceKvMirror::~DeviceKvMirror() {
   cudaFree(shift_);
 }
 
-int64_t DeviceKvMirror::blocks_in_use() const {
+int64_t DeviceKvMirror::block_capacity() const {
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t free = 0;
-  for (const auto& [offset, length] : free_runs_) free += length;
-  return block_capacity_ - free;
+  return runs_.capacity();
 }
 
-cudaError_t DeviceKvMirror::GrowBlocks(int64_t min_free_run) {
-  const int64_t old = block_capacity_;
-  // The run at the end (if any) merges with the new space.
-  int64_t tail = 0;
-  if (!free_runs_.empty()) {
-    const auto last = std::prev(free_runs_.end());
-    if (last->first + last->second == old) tail = last->second;
-  }
-  const int64_t grown = std::max({old * 2, old - tail + min_free_run, int64_t{1} << 16});
-  for (cudaError_t e : {GrowArray(&pages_, old, grown, stream_),
-                        GrowArray(&c_first_, old, grown, stream_),
-                        GrowArray(&c_last_, old, grown, stream_)}) {
+int64_t DeviceKvMirror::blocks_in_use() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return runs_.capacity() - runs_.free_entries();
+}
+
+cudaError_t DeviceKvMirror::GrowBlocks(int64_t capacity) {
+  const int64_t old = runs_.capacity();
+  for (cudaError_t e : {GrowArray(&pages_, old, capacity, stream_),
+                        GrowArray(&c_first_, old, capacity, stream_),
+                        GrowArray(&c_last_, old, capacity, stream_)}) {
     if (e != cudaSuccess) return e;
   }
-  block_capacity_ = grown;
-  if (tail > 0) {
-    free_runs_[old - tail] = grown - (old - tail);
-  } else {
-    free_runs_[old] = grown - old;
-  }
+  runs_.Grow(capacity);
   return cudaSuccess;
 }
 
@@ -97,46 +88,32 @@ cudaError_t DeviceKvMirror::Allocate(int32_t capacity, DeviceKvRegion* region) {
   FOXSERVE_CHECK_GE(capacity, 1);
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t length = int64_t{capacity} * streams_;
-  auto fit = std::find_if(free_runs_.begin(), free_runs_.end(),
-                          [&](const auto& run) { return run.second >= length; });
-  if (fit == free_runs_.end()) {
-    if (cudaError_t e = GrowBlocks(length); e != cudaSuccess) return e;
-    fit = std::find_if(free_runs_.begin(), free_runs_.end(),
-                       [&](const auto& run) { return run.second >= length; });
-    FOXSERVE_CHECK(fit != free_runs_.end());
+  int64_t offset = runs_.Allocate(length);
+  if (offset < 0) {
+    if (cudaError_t e = GrowBlocks(runs_.CapacityToFit(length, int64_t{1} << 16));
+        e != cudaSuccess) {
+      return e;
+    }
+    offset = runs_.Allocate(length);
+    FOXSERVE_CHECK_GE(offset, 0);
   }
   if (free_slots_.empty()) {
-    if (cudaError_t e = GrowSlots(); e != cudaSuccess) return e;
+    if (cudaError_t e = GrowSlots(); e != cudaSuccess) {
+      runs_.Free(offset, length);
+      return e;
+    }
   }
-  region->block_offset = fit->first;
+  region->block_offset = offset;
   region->capacity = capacity;
   region->slot = free_slots_.back();
   free_slots_.pop_back();
-  const int64_t rest = fit->second - length;
-  const int64_t rest_offset = fit->first + length;
-  free_runs_.erase(fit);
-  if (rest > 0) free_runs_[rest_offset] = rest;
   return cudaSuccess;
 }
 
 void DeviceKvMirror::Free(const DeviceKvRegion& region) {
   if (region.slot < 0) return;
   std::lock_guard<std::mutex> lock(mu_);
-  int64_t offset = region.block_offset, length = int64_t{region.capacity} * streams_;
-  auto next = free_runs_.lower_bound(offset);
-  if (next != free_runs_.end() && offset + length == next->first) {
-    length += next->second;
-    next = free_runs_.erase(next);
-  }
-  if (next != free_runs_.begin()) {
-    auto before = std::prev(next);
-    if (before->first + before->second == offset) {
-      offset = before->first;
-      length += before->second;
-      free_runs_.erase(before);
-    }
-  }
-  free_runs_[offset] = length;
+  runs_.Free(region.block_offset, int64_t{region.capacity} * streams_);
   free_slots_.push_back(region.slot);
 }
 

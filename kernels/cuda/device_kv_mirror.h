@@ -22,9 +22,10 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
-#include <map>
 #include <mutex>
 #include <vector>
+
+#include "kernels/block_run_allocator.h"
 
 namespace foxserve {
 namespace kernels {
@@ -57,22 +58,21 @@ class DeviceKvMirror {
   float* max_key_norm() const { return max_key_norm_; }
   int32_t* first_live_block() const { return first_live_block_; }
   float* shift() const { return shift_; }
-  int64_t block_capacity() const { return block_capacity_; }  // blocks over all regions
+  int64_t block_capacity() const;  // blocks over all regions
   int64_t blocks_in_use() const;
 
  private:
-  cudaError_t GrowBlocks(int64_t min_free_run);
+  cudaError_t GrowBlocks(int64_t capacity);
   cudaError_t GrowSlots();
 
   const int32_t streams_, shift_floats_;
   const cudaStream_t stream_;
   mutable std::mutex mu_;
-  // Block arrays, in units of one block entry.
+  // Block arrays, in units of one block entry; runs_ knows which entries are taken.
   int32_t* pages_ = nullptr;
   double* c_first_ = nullptr;
   double* c_last_ = nullptr;
-  int64_t block_capacity_ = 0;
-  std::map<int64_t, int64_t> free_runs_;  // offset -> length, coalesced
+  BlockRunAllocator runs_;
   // Slots.
   double* c_now_ = nullptr;
   float* max_key_norm_ = nullptr;
