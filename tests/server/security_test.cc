@@ -270,24 +270,15 @@ TEST_F(SecurityTest, RejectedTokensAreCountedWithFixedLabels) {
   EXPECT_EQ(Generate(channel).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_EQ(Generate(channel, "Bearer another-token-entirely").error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
-  // A call is counted in its reactor's OnDone, which gRPC may run after the client already has
-  // the status: wait (up to 5 s) for both counts.
   const std::string unauthenticated =
       "foxserve_requests_total{code=\"UNAUTHENTICATED\",reason=\"rejected\"}";
   const std::string denied = "foxserve_requests_total{code=\"PERMISSION_DENIED\",reason=\"rejected\"}";
-  absl::StatusOr<std::string> body;
-  std::map<std::string, double> m;
-  for (int i = 0; i < 500; ++i) {
-    body = HttpGet(server_->metrics_port(), "/metrics");
-    ASSERT_TRUE(body.ok()) << body.status();
-    auto samples = ParsePrometheusText(*body);
-    ASSERT_TRUE(samples.ok()) << samples.status();
-    m = *samples;
-    if (m[unauthenticated] >= 1 && m[denied] >= 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  EXPECT_TRUE(WaitForMetrics(server_->metrics_port(), {{unauthenticated, 1}, {denied, 1}}));
+  std::map<std::string, double> m = ScrapeMetrics(server_->metrics_port());
   EXPECT_EQ(m[unauthenticated], 1);
   EXPECT_EQ(m[denied], 1);
+  auto body = HttpGet(server_->metrics_port(), "/metrics");
+  ASSERT_TRUE(body.ok()) << body.status();
   EXPECT_EQ(body->find("another-token"), std::string::npos);
 }
 

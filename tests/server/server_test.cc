@@ -94,25 +94,10 @@ class ServerTest : public ::testing::Test {
     return r;
   }
 
-  std::map<std::string, double> Scrape() {
-    auto body = HttpGet(server_->metrics_port(), "/metrics");
-    EXPECT_TRUE(body.ok()) << body.status();
-    if (!body.ok()) return {};
-    auto samples = ParsePrometheusText(*body);
-    EXPECT_TRUE(samples.ok()) << samples.status();
-    return samples.ok() ? *samples : std::map<std::string, double>();
-  }
+  std::map<std::string, double> Scrape() { return ScrapeMetrics(server_->metrics_port()); }
 
-  // Waits for a metric to reach `value` (the engine publishes after each loop iteration; a call
-  // is counted in foxserve_requests_total in its reactor's OnDone, which gRPC may run after the
-  // client already has the status).
   bool WaitForMetric(const std::string& name, double value) {
-    for (int i = 0; i < 500; ++i) {
-      auto m = Scrape();
-      if (m.count(name) && m[name] == value) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+    return WaitForMetrics(server_->metrics_port(), {{name, value}});
   }
 
   Golden golden_;

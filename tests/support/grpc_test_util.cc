@@ -5,14 +5,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <regex>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "gtest/gtest.h"
 
 namespace foxserve {
 namespace testing {
@@ -181,6 +184,29 @@ int PickFreePort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+std::map<std::string, double> ScrapeMetrics(int metrics_port) {
+  auto body = HttpGet(metrics_port, "/metrics");
+  EXPECT_TRUE(body.ok()) << body.status();
+  if (!body.ok()) return {};
+  auto samples = ParsePrometheusText(*body);
+  EXPECT_TRUE(samples.ok()) << samples.status();
+  return samples.ok() ? *samples : std::map<std::string, double>();
+}
+
+bool WaitForMetrics(int metrics_port, const std::map<std::string, double>& want) {
+  for (int i = 0; i < 500; ++i) {
+    const std::map<std::string, double> m = ScrapeMetrics(metrics_port);
+    bool all = true;
+    for (const auto& [name, value] : want) {
+      const auto it = m.find(name);
+      all = all && it != m.end() && it->second == value;
+    }
+    if (all) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
 }
 
 }  // namespace testing

@@ -35,6 +35,14 @@ absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
 // comment, blank, or `name[{label="value",...}] number`.
 absl::StatusOr<std::map<std::string, double>> ParsePrometheusText(const std::string& text);
 
+// GET /metrics on the port, parsed; a failed scrape or parse is a test failure (and an empty map).
+std::map<std::string, double> ScrapeMetrics(int metrics_port);
+
+// Scrapes every 10 ms, up to 5 s, until every named sample equals its value: metrics may lag the
+// client (the engine publishes after each loop iteration; a call is counted in its reactor's
+// OnDone, which gRPC may run after the client already has the status). True when they all did.
+bool WaitForMetrics(int metrics_port, const std::map<std::string, double>& want);
+
 // A port that was free a moment ago.
 int PickFreePort();
 

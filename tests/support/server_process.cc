@@ -54,14 +54,7 @@ std::shared_ptr<grpc::Channel> ServerProcess::Channel() const {
   return grpc::CreateChannel(absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials());
 }
 
-std::map<std::string, double> ServerProcess::Scrape() const {
-  auto body = HttpGet(metrics_port_, "/metrics");
-  EXPECT_TRUE(body.ok()) << body.status();
-  if (!body.ok()) return {};
-  auto samples = ParsePrometheusText(*body);
-  EXPECT_TRUE(samples.ok()) << samples.status();
-  return samples.ok() ? *samples : std::map<std::string, double>();
-}
+std::map<std::string, double> ServerProcess::Scrape() const { return ScrapeMetrics(metrics_port_); }
 
 int64_t ServerProcess::RssBytes() const {
   std::ifstream in(absl::StrCat("/proc/", child_->pid(), "/status"));
