@@ -74,7 +74,6 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   std::vector<kernels::AcpPlanItem> plan_items(num_items);
   std::vector<int32_t> slots(num_items);
   std::vector<kernels::AttentionItem> att_items(num_items);
-  step->touched_base.assign(num_items, 0);
   step->touched_entries = 0;
   for (int64_t i = 0; i < num_items; ++i) {
     SequenceKvState& s = *items[i].state;
@@ -146,7 +145,6 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
     pi.first_row = static_cast<int32_t>(r0);
     pi.num_tokens = static_cast<int32_t>(n);
     pi.readback_block_base = step->touched_entries;
-    step->touched_base[i] = step->touched_entries;
     step->touched_entries += streams * kernels::NumQueryBlocks(pos0, n, kPageSize);
     slots[i] = region.slot;
     kernels::AttentionItem& att = att_items[i];
@@ -291,10 +289,11 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
 }
 
 void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
-                                         const DeviceStep& step, const char* readback_bytes) {
+                                         const char* readback_bytes) {
   const int64_t L = config.num_hidden_layers, H = config.num_heads;
   const auto* back = reinterpret_cast<const kernels::AcpStreamReadback*>(readback_bytes);
-  const auto* touched = reinterpret_cast<const double*>(
+  // Touched blocks come item by item, [stream][block], in the order PrepareDeviceStep laid out.
+  const double* touched = reinterpret_cast<const double*>(
       readback_bytes + stream_back.size() * sizeof(kernels::AcpStreamReadback));
   for (size_t i = 0; i < items.size(); ++i) {
     SequenceKvState& s = *items[i].state;
@@ -307,7 +306,7 @@ void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
       ks.c_now = b.c_now;
       ks.max_key_norm = b.max_key_norm;
       ks.first_live_block = b.first_live_block;
-      const double* tb = touched + 2 * (step.touched_base[i] + st * nqb);
+      const double* tb = touched + 2 * st * nqb;
       ks.block_c_first.resize(std::max<size_t>(ks.block_c_first.size(), first_block + nqb));
       ks.block_c_last.resize(ks.block_c_first.size());
       for (int64_t j = 0; j < nqb; ++j) {
@@ -319,6 +318,7 @@ void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
         counters->skipped[st] += b.tiles_skipped;
       }
     }
+    touched += 2 * L * H * nqb;
   }
 }
 
