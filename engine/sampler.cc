@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/elementwise.h"
 
 namespace foxserve {
 namespace engine {
@@ -31,11 +32,7 @@ absl::Status ValidateSamplingParams(const SamplingParams& p) {
 }
 
 int32_t Argmax(absl::Span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
-  }
-  return best;
+  return kernels::Argmax(logits.data(), static_cast<int64_t>(logits.size()));
 }
 
 Sampler::Sampler(const SamplingParams& params, absl::Span<const int32_t> prompt)

@@ -98,12 +98,10 @@ std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
 }
 
 int32_t GreedyToken(absl::Span<const float> row) {
-  int32_t best = 0;
-  for (size_t i = 0; i < row.size(); ++i) {
-    if (!std::isfinite(row[i])) return -1;
-    if (row[i] > row[best]) best = static_cast<int32_t>(i);
+  for (float x : row) {
+    if (!std::isfinite(x)) return -1;
   }
-  return best;
+  return kernels::Argmax(row.data(), static_cast<int64_t>(row.size()));
 }
 
 struct FoxModel::Scratch {

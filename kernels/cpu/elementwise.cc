@@ -12,6 +12,14 @@ void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* o
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv_rms * weight[i];
 }
 
+int32_t Argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i) {
+    if (x[i] > x[best]) best = i;
+  }
+  return static_cast<int32_t>(best);
+}
+
 float MaxRowNorm(const float* x, int64_t rows, int64_t n, int64_t stride) {
   double best = 0.0;
   for (int64_t r = 0; r < rows; ++r) {

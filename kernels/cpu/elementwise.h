@@ -19,6 +19,10 @@ inline float Silu(float x) { return x / (1.0f + std::exp(-x)); }
 // cumulative forget sum c.
 inline double LogSigmoid(double x) { return std::fmin(x, 0.0) - std::log1p(std::exp(-std::fabs(x))); }
 
+// Index of the largest of x[0, n) (n >= 1), the lowest index among ties: greedy sampling, the
+// engine's and the models' (engine::Argmax, models::GreedyToken).
+int32_t Argmax(const float* x, int64_t n);
+
 // Largest Euclidean norm among `rows` vectors of length n (row stride `stride`).
 float MaxRowNorm(const float* x, int64_t rows, int64_t n, int64_t stride);
 
