@@ -225,7 +225,7 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
 }
 
 void Engine::Advance(Sequence* seq, absl::Span<float> logits, const int32_t* greedy_token) {
-  const auto t_sample = HostStageProfile::Clock::now();
+  const auto t_sample = profile_.Start();
   const bool finite =
       greedy_token != nullptr
           ? *greedy_token >= 0
@@ -251,7 +251,7 @@ void Engine::Advance(Sequence* seq, absl::Span<float> logits, const int32_t* gre
   token.id = id;
   if (seq->request.logprobs >= 0) FillLogprobs(raw, id, seq->request.logprobs, &token);
   profile_.Add("sample", t_sample);
-  const auto t_output = HostStageProfile::Clock::now();
+  const auto t_output = profile_.Start();
   const Clock::time_point now = Clock::now();
   if (observer_ != nullptr) {
     if (!seq->first_token_time) {
@@ -295,7 +295,7 @@ void Engine::Advance(Sequence* seq, absl::Span<float> logits, const int32_t* gre
     reason = FinishReason::kLength;
   }
   profile_.Add("detokenize", t_output);
-  const auto t_deliver = HostStageProfile::Clock::now();
+  const auto t_deliver = profile_.Start();
   if (reason != FinishReason::kNone) {
     Finish(seq, reason, absl::OkStatus(), std::move(output));
   } else if (seq->sink != nullptr) {
@@ -349,7 +349,7 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
 
   absl::Status status = absl::OkStatus();
   if (!items.empty()) {
-    const auto t_forward = HostStageProfile::Clock::now();
+    const auto t_forward = profile_.Start();
     status = backend_->Forward(items, &logits_);
     profile_.Add("forward", t_forward);
     if (!status.ok()) {
@@ -380,7 +380,7 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   stats.kv_pages_total = blocks_.num_pages_total();
   stats.seconds = SecondsBetween(start, Clock::now());
   if (observer_ != nullptr) observer_->OnStep(stats);
-  const auto t_publish = HostStageProfile::Clock::now();
+  const auto t_publish = profile_.Start();
   if (before_outputs) before_outputs();
   profile_.Add("publish", t_publish);
   if (status.ok()) {

@@ -1,6 +1,6 @@
 // Wall time per named stage of the engine's step (FOXSERVE_PROFILE_STAGES=1; the CUDA model
 // prints its GPU stages under the same switch), printed when the engine is destroyed. Used to
-// find host work between forward passes; off, Add is one branch.
+// find host work between forward passes; off, Start and Add are one branch each.
 //
 // Not thread-safe: the engine thread only.
 #ifndef FOXSERVE_ENGINE_HOST_STAGE_PROFILE_H_
@@ -19,6 +19,8 @@ class HostStageProfile {
   using Clock = std::chrono::steady_clock;
   explicit HostStageProfile(bool enabled) : enabled_(enabled) {}
   bool enabled() const { return enabled_; }
+  // The start of a stage: the clock only when profiling (the decode loop reads it per sequence).
+  Clock::time_point Start() const { return enabled_ ? Clock::now() : Clock::time_point(); }
   void Add(const char* stage, Clock::time_point since) {
     if (enabled_) totals_[stage] += std::chrono::duration<double>(Clock::now() - since).count();
   }
