@@ -255,19 +255,18 @@ int Run(int argc, char** argv) {
                              static_cast<int32_t>(dtasks.decode_token.size()), rt.get(), rh.get(),
                              rp.get(), static_cast<int32_t>(dtasks.row_token.size()), pm.get(),
                              pl.get(), pacc.get()};
-      FOXSERVE_CUDA_CHECK(LaunchPagedDecode(pool, drows, decode, nullptr));
-      const int decode_repeats = 50;
-      cudaEventRecord(e0);
-      for (int r = 0; r < decode_repeats; ++r) LaunchPagedDecode(pool, drows, decode, nullptr);
-      cudaEventRecord(e1);
-      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-      const double decode_us = Elapsed(e0, e1) * 1000 / decode_repeats;
-      FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, drows, decode, nullptr));
-      cudaEventRecord(e0);
-      for (int r = 0; r < decode_repeats; ++r) LaunchPagedDecodeWarpSplit(pool, drows, decode, nullptr);
-      cudaEventRecord(e1);
-      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-      const double warp_us = Elapsed(e0, e1) * 1000 / decode_repeats;
+      // Microseconds per call of a decode launcher on the same tasks (one warm-up call).
+      auto time_decode = [&](auto launch) {
+        constexpr int kRepeats = 50;
+        FOXSERVE_CUDA_CHECK(launch(pool, drows, decode, nullptr));
+        cudaEventRecord(e0);
+        for (int r = 0; r < kRepeats; ++r) launch(pool, drows, decode, nullptr);
+        cudaEventRecord(e1);
+        FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+        return Elapsed(e0, e1) * 1000 / kRepeats;
+      };
+      const double decode_us = time_decode(LaunchPagedDecode);
+      const double warp_us = time_decode(LaunchPagedDecodeWarpSplit);
       const double live_bytes = static_cast<double>(dtasks.live_key_blocks) * CudaPageBytes(PS, D);
       const double decode_skipped = 1.0 - static_cast<double>(dtasks.live_key_blocks) / (B * H * blocks);
       std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %8.1f%% %12.1f "
