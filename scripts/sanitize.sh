@@ -42,8 +42,9 @@ timed() {
   local name="$1" t0=$SECONDS rc=0
   shift
   "$@" || rc=$?
-  timings+=("$name $((SECONDS - t0)) s$([ "$rc" -eq 0 ] || echo " (FAILED, exit $rc)")")
-  log "time $name $((SECONDS - t0)) s$([ "$rc" -eq 0 ] || echo " (FAILED, exit $rc)")"
+  local line="$name $((SECONDS - t0)) s$([ "$rc" -eq 0 ] || echo " (FAILED, exit $rc)")"
+  timings+=("$line")
+  log "time $line"
   return "$rc"
 }
 
