@@ -22,7 +22,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
                                                    const std::vector<int64_t>& row_offsets,
                                                    DeviceStep* step) {
   const FoxConfig& c = config;
-  const int64_t L = c.num_hidden_layers, H = c.num_heads, D = c.hidden_size;
+  const int64_t L = c.num_hidden_layers, H = c.num_heads;
   const int64_t streams = L * H;
   const int64_t num_items = static_cast<int64_t>(items.size());
 
@@ -37,6 +37,12 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
       return absl::InvalidArgumentError("sequence state belongs to another backend");
     }
     if (seq == nullptr) {
+      // Only the mirror knows a sequence's token-shift state and c past the host's last
+      // readback, so a state can start one only empty (new, or Reset by preemption).
+      if (s.num_tokens != 0) {
+        return absl::FailedPreconditionError(
+            "a sequence state with tokens but no device mirror (written by another backend?)");
+      }
       const int64_t capacity =
           std::max<int64_t>((s.max_total_tokens + kPageSize - 1) / kPageSize + 1, s.num_blocks());
       if (capacity > INT32_MAX / streams) {
@@ -53,22 +59,20 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
     seqs[i] = seq;
   }
 
-  // - What goes up: new block-table entries, the state of new sequences, the step's items and
-  //   task shapes. Copies into the mirror run device-to-device after the one upload.
-  struct Placement {
-    size_t from;
+  // - What goes up: new block-table entries, the step's items and task shapes; new sequences'
+  //   state is zeroed. Copies into the mirror run device-to-device after the one upload.
+  struct Zeroed {
     void* to;
     size_t bytes;
   };
-  // [streams] rows of `blocks` entries into rows of the region's capacity.
-  struct BlockRows {
+  // [streams] rows of `blocks` page ids into rows of the region's capacity.
+  struct PageRows {
     size_t from;
-    void* to;
+    int32_t* to;
     int64_t blocks, capacity;
-    size_t entry_bytes;
   };
-  std::vector<Placement> placements;
-  std::vector<BlockRows> block_rows;
+  std::vector<Zeroed> zeroed;
+  std::vector<PageRows> page_rows;
   kernels::UploadArena& up = plan_upload;
   up.Reset();
   std::vector<kernels::AcpPlanItem> plan_items(num_items);
@@ -90,49 +94,18 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
         std::copy(s.streams[st].pages.begin() + seq.uploaded_blocks,
                   s.streams[st].pages.begin() + have, pages.begin() + st * nb);
       }
-      block_rows.push_back({up.Add(pages), mirror->pages() + table0 + seq.uploaded_blocks, nb, cap,
-                            sizeof(int32_t)});
+      page_rows.push_back({up.Add(pages), mirror->pages() + table0 + seq.uploaded_blocks, nb, cap});
       seq.uploaded_blocks = have;
     }
     if (fresh[i]) {
-      // The host's state (empty for a new sequence, else the state it has kept).
-      const int64_t written = static_cast<int64_t>(s.streams[0].block_c_first.size());
-      if (written > 0) {
-        std::vector<double> first(streams * written), last(streams * written);
-        for (int64_t st = 0; st < streams; ++st) {
-          const KvStream& ks = s.streams[st];
-          std::copy(ks.block_c_first.begin(), ks.block_c_first.begin() + written,
-                    first.begin() + st * written);
-          std::copy(ks.block_c_last.begin(), ks.block_c_last.begin() + written,
-                    last.begin() + st * written);
-        }
-        block_rows.push_back(
-            {up.Add(first), mirror->c_first() + table0, written, cap, sizeof(double)});
-        block_rows.push_back(
-            {up.Add(last), mirror->c_last() + table0, written, cap, sizeof(double)});
-      }
-      std::vector<double> c_now(streams);
-      std::vector<float> key_norm(streams), shift(L * 2 * D);
-      std::vector<int32_t> pointer(streams);
-      for (int64_t st = 0; st < streams; ++st) {
-        c_now[st] = s.streams[st].c_now;
-        key_norm[st] = s.streams[st].max_key_norm;
-        pointer[st] = static_cast<int32_t>(s.streams[st].first_live_block);
-      }
-      for (int64_t l = 0; l < L; ++l) {
-        std::copy(s.k_shift_prev.begin() + l * D, s.k_shift_prev.begin() + (l + 1) * D,
-                  shift.begin() + l * 2 * D);
-        std::copy(s.v_shift_prev.begin() + l * D, s.v_shift_prev.begin() + (l + 1) * D,
-                  shift.begin() + l * 2 * D + D);
-      }
+      // An empty sequence: c, key norms, pointers and shift state all start at zero (block c
+      // entries are written before they are read).
       const int64_t slot = region.slot;
-      placements.push_back({up.Add(c_now), mirror->c_now() + slot * streams, streams * sizeof(double)});
-      placements.push_back(
-          {up.Add(key_norm), mirror->max_key_norm() + slot * streams, streams * sizeof(float)});
-      placements.push_back(
-          {up.Add(pointer), mirror->first_live_block() + slot * streams, streams * sizeof(int32_t)});
-      placements.push_back({up.Add(shift), mirror->shift() + slot * mirror->shift_floats(),
-                            shift.size() * sizeof(float)});
+      zeroed.push_back({mirror->c_now() + slot * streams, streams * sizeof(double)});
+      zeroed.push_back({mirror->max_key_norm() + slot * streams, streams * sizeof(float)});
+      zeroed.push_back({mirror->first_live_block() + slot * streams, streams * sizeof(int32_t)});
+      zeroed.push_back({mirror->shift() + slot * mirror->shift_floats(),
+                        mirror->shift_floats() * sizeof(float)});
     }
 
     const int64_t r0 = row_offsets[i], n = row_offsets[i + 1] - r0, pos0 = s.num_tokens;
@@ -185,17 +158,15 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   step->decode_tasks = static_cast<int32_t>(tasks.decode_token.size());
   step->decode_rows = static_cast<int32_t>(tasks.row_token.size());
   up.Flush(stream);
-  for (const BlockRows& r : block_rows) {
-    const size_t row_bytes = r.blocks * r.entry_bytes;
+  for (const PageRows& r : page_rows) {
+    const size_t row_bytes = r.blocks * sizeof(int32_t);
     FOXSERVE_RETURN_IF_ERROR(Check(
-        cudaMemcpy2DAsync(r.to, r.capacity * r.entry_bytes, up.At<char>(r.from), row_bytes,
+        cudaMemcpy2DAsync(r.to, r.capacity * sizeof(int32_t), up.At<char>(r.from), row_bytes,
                           row_bytes, streams, cudaMemcpyDeviceToDevice, stream),
         "block table upload"));
   }
-  for (const Placement& p : placements) {
-    FOXSERVE_RETURN_IF_ERROR(Check(
-        cudaMemcpyAsync(p.to, up.At<char>(p.from), p.bytes, cudaMemcpyDeviceToDevice, stream),
-        "sequence state upload"));
+  for (const Zeroed& z : zeroed) {
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemsetAsync(z.to, 0, z.bytes, stream), "new sequence state"));
   }
 
   // - Per-step scratch.
