@@ -286,6 +286,16 @@ __global__ void __launch_bounds__(kDecodeThreads) PagedDecodeKernel(CudaKvPool p
 constexpr int kSplitWarps = 4;
 constexpr int kKeysPerGroup = PS / 4;  // a page's keys per lane group
 
+// A lane's 16 bytes (dims dg*8 .. dg*8+7) of the page rows of its key group (slots kg, kg+4, ...),
+// all issued before any is used.
+__device__ __forceinline__ void LoadGroupRows(const __nv_bfloat16* page_rows, int kg, int dg,
+                                              uint4 (&out)[kKeysPerGroup]) {
+#pragma unroll
+  for (int j = 0; j < kKeysPerGroup; ++j) {
+    out[j] = *reinterpret_cast<const uint4*>(page_rows + (kg + 4 * j) * D + dg * 8);
+  }
+}
+
 __global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
     CudaKvPool pool, CudaAttentionRows rows, CudaDecodeTasks tasks) {
   __shared__ float m_s[kSplitWarps], l_s[kSplitWarps];
@@ -318,10 +328,7 @@ __global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
     float s[kKeysPerGroup];
     {
       uint4 kr[kKeysPerGroup];
-#pragma unroll
-      for (int j = 0; j < kKeysPerGroup; ++j) {
-        kr[j] = *reinterpret_cast<const uint4*>(p.k + (kg + 4 * j) * D + dg * 8);
-      }
+      LoadGroupRows(p.k, kg, dg, kr);
 #pragma unroll
       for (int j = 0; j < kKeysPerGroup; ++j) {
         const __nv_bfloat162* k2 = reinterpret_cast<const __nv_bfloat162*>(&kr[j]);
@@ -349,10 +356,7 @@ __global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
     for (int e = 0; e < 8; ++e) acc[e] *= rescale;
     m = m_new;
     uint4 vr[kKeysPerGroup];
-#pragma unroll
-    for (int j = 0; j < kKeysPerGroup; ++j) {
-      vr[j] = *reinterpret_cast<const uint4*>(p.v + (kg + 4 * j) * D + dg * 8);
-    }
+    LoadGroupRows(p.v, kg, dg, vr);
 #pragma unroll
     for (int j = 0; j < kKeysPerGroup; ++j) {
       // Slots past the query are skipped outright, not weighted by 0: they may hold anything
