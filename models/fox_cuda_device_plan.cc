@@ -172,6 +172,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   // - Per-step scratch.
   const int64_t rows = row_offsets.back() * H;
   row_c.Resize(rows);
+  log_f.Resize(rows);
   row_c_rel.Resize(rows);
   row_page.Resize(rows);
   row_slot.Resize(rows);
@@ -219,6 +220,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
   p.logit_bounds = weight_bounds.get() + l * H;
   p.q_norms = q_norms.get();
   p.k_norms = k_norms.get();
+  p.num_tokens = static_cast<int32_t>(log_f.size() / H);
+  p.log_f_scratch = log_f.get();
   p.acp_enabled = acp.enabled;
   p.log_eps = acp.log_eps;
   p.pages = mirror->pages();

@@ -101,7 +101,7 @@ struct FoxCudaModel::Impl {
   kernels::UploadArena plan_upload;
   kernels::PinnedBytes readback;
   // Device-planned steps: per-row plan outputs, task ranges, what comes back after the step.
-  kernels::DeviceBuffer<double> row_c;
+  kernels::DeviceBuffer<double> row_c, log_f;
   kernels::DeviceBuffer<float> row_c_rel;
   kernels::DeviceBuffer<int32_t> row_page, row_slot, prefill_start, decode_begin, decode_end;
   kernels::DeviceBuffer<int64_t> row_table;

@@ -24,12 +24,10 @@ __device__ double LogForget(const AcpPlanParams& p, int64_t token, int h) {
   return 0.0;
 }
 
-// One CTA per (item, head). The prefix sum of log f runs over contiguous segments of the chunk
-// (one per thread), so a 16k-token prefill chunk costs a few microseconds rather than a warp
-// walking it 32 tokens at a time; each query block's start is searched independently (the dead
-// blocks form a prefix, so this equals the CPU's monotone scan).
+// One CTA per (item, head): log f and the norms of the chunk's tokens in parallel, their running
+// sum in order on one thread, then each query block's start searched independently, one per
+// thread (the dead blocks form a prefix, so this equals the CPU's monotone scan).
 __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
-  __shared__ double warp_sums[kPlanThreads / 32];
   __shared__ float max_q_s[kPlanThreads / 32], max_k_s[kPlanThreads / 32];
   __shared__ uint32_t computed_s, skipped_s;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
@@ -48,32 +46,31 @@ __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
     skipped_s = 0;
   }
 
-  // - c of the new tokens: segment sums, their exclusive scan, then each segment again.
-  const int seg = (n + kPlanThreads - 1) / kPlanThreads;
-  const int t_begin = min(n, tid * seg), t_end = min(n, t_begin + seg);
-  double sum = 0.0;
-  for (int t = t_begin; t < t_end; ++t) sum += LogForget(p, item.first_row + t, h);
-  double x = sum;  // inclusive scan within the warp
-  for (int offset = 1; offset < 32; offset *= 2) {
-    const double y = __shfl_up_sync(0xffffffffu, x, offset);
-    if (lane >= offset) x += y;
-  }
-  if (lane == 31) warp_sums[warp] = x;
-  __syncthreads();
-  double carry = p.c_now[scalar];
-  for (int w = 0; w < warp; ++w) carry += warp_sums[w];
-  carry += x - sum;  // exclusive within the warp
+  // - c of the new tokens. log f of every token in parallel (into this head's contiguous run of
+  //   the scratch), then one thread adds them up in order: c_t = c_{t-1} + log f_t exactly as
+  //   the CPU does, so c does not depend on how a prompt was chunked or batched (a parallel scan
+  //   rounds differently for every partition, and greedy outputs followed the chunking). The
+  //   sequential adds cost about 5 cycles a token.
+  double* const log_f = p.log_f_scratch + int64_t{h} * p.num_tokens + item.first_row;
   float max_q = 0.0f, max_k = 0.0f;
-  for (int t = t_begin; t < t_end; ++t) {
+  for (int t = tid; t < n; t += kPlanThreads) {
     const int64_t token = item.first_row + t;
-    carry += LogForget(p, token, h);
     const int64_t row = token * H + h;
-    const int64_t pos = pos0 + t, block = pos / PS;
-    p.row_c[row] = carry;
-    if (pos % PS == 0) c_first[block] = carry;
-    if (pos % PS == PS - 1 || t == n - 1) c_last[block] = carry;
+    log_f[t] = LogForget(p, token, h);
     max_q = fmaxf(max_q, p.q_norms[row]);
     max_k = fmaxf(max_k, p.k_norms[row]);
+  }
+  __syncthreads();
+  if (tid == 0) {
+    double carry = p.c_now[scalar];
+    for (int t = 0; t < n; ++t) {
+      carry += log_f[t];
+      const int64_t row = (item.first_row + int64_t{t}) * H + h;
+      const int64_t pos = pos0 + t, block = pos / PS;
+      p.row_c[row] = carry;
+      if (pos % PS == 0) c_first[block] = carry;
+      if (pos % PS == PS - 1 || t == n - 1) c_last[block] = carry;
+    }
   }
   for (int offset = 16; offset > 0; offset /= 2) {
     max_q = fmaxf(max_q, __shfl_xor_sync(0xffffffffu, max_q, offset));

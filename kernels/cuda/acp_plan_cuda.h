@@ -3,9 +3,10 @@
 // block tables of kernels/cuda/device_kv_mirror.h. It makes the same decisions with the same
 // functions (kernels/acp_boundary.h), from c accumulated in double as on the CPU.
 //
-// One CTA per (item, head): a prefix sum of log f over the item's new tokens in per-thread
-// segments, then a search of the block metadata for each query block's first live key block, one
-// query block per thread. It writes what the attention kernels of the layer read (per row: c, C
+// One CTA per (item, head): log f of the item's new tokens in parallel, their running sum in
+// token order (as the CPU, so c is the same however a prompt is chunked or batched), then a
+// search of the block metadata for each query block's first live key block, one query block per
+// thread. It writes what the attention kernels of the layer read (per row: c, C
 // entry, page, slot, block-table offset; the prefill tasks' start blocks; the decode tasks' key
 // ranges, re-chunked from the live start) and what the host takes back after the step (per
 // stream: c_now, key norm, pointer, tile counts; the c of the blocks the step touched).
@@ -56,6 +57,8 @@ struct AcpPlanParams {
   const double* logit_bounds = nullptr;  // [heads] of this layer: U from the weights
   const float* q_norms = nullptr;        // [tokens * heads]
   const float* k_norms = nullptr;
+  int32_t num_tokens = 0;                // tokens in the batch
+  double* log_f_scratch = nullptr;       // [heads][num_tokens]
   bool acp_enabled = true;
   double log_eps = -10.0;
   // The mirror (device_kv_mirror.h).
