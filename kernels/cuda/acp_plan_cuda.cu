@@ -25,7 +25,7 @@ __device__ double LogForget(const AcpPlanParams& p, int64_t token, int h) {
 }
 
 // One CTA per (item, head): log f and the norms of the chunk's tokens in parallel, their running
-// sum in order on one thread, then each query block's start searched independently, one per
+// sum in token order on warp 0, then each query block's start searched independently, one per
 // thread (the dead blocks form a prefix, so this equals the CPU's monotone scan).
 __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
   __shared__ float max_q_s[kPlanThreads / 32], max_k_s[kPlanThreads / 32];
@@ -47,10 +47,11 @@ __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
   }
 
   // - c of the new tokens. log f of every token in parallel (into this head's contiguous run of
-  //   the scratch), then one thread adds them up in order: c_t = c_{t-1} + log f_t exactly as
-  //   the CPU does, so c does not depend on how a prompt was chunked or batched (a parallel scan
-  //   rounds differently for every partition, and greedy outputs followed the chunking). The
-  //   sequential adds cost about 5 cycles a token.
+  //   the scratch), then warp 0 adds them up in token order: c_t = c_{t-1} + log f_t with the
+  //   same rounding as the CPU's loop, so c does not depend on how a prompt was chunked or
+  //   batched (a parallel scan rounds differently for every partition). Per 32 tokens each lane
+  //   folds the broadcast values left to right up to its own, which is the sequential sum, and
+  //   the loads and stores stay coalesced.
   double* const log_f = p.log_f_scratch + int64_t{h} * p.num_tokens + item.first_row;
   float max_q = 0.0f, max_k = 0.0f;
   for (int t = tid; t < n; t += kPlanThreads) {
@@ -61,15 +62,25 @@ __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
     max_k = fmaxf(max_k, p.k_norms[row]);
   }
   __syncthreads();
-  if (tid == 0) {
+  if (warp == 0) {
     double carry = p.c_now[scalar];
-    for (int t = 0; t < n; ++t) {
-      carry += log_f[t];
-      const int64_t row = (item.first_row + int64_t{t}) * H + h;
-      const int64_t pos = pos0 + t, block = pos / PS;
-      p.row_c[row] = carry;
-      if (pos % PS == 0) c_first[block] = carry;
-      if (pos % PS == PS - 1 || t == n - 1) c_last[block] = carry;
+    for (int t0 = 0; t0 < n; t0 += 32) {
+      const int t = t0 + lane;
+      const double mine = t < n ? log_f[t] : 0.0;
+      double sum = carry;
+#pragma unroll
+      for (int j = 0; j < 32; ++j) {
+        const double x = __shfl_sync(0xffffffffu, mine, j);
+        if (j <= lane) sum += x;
+      }
+      carry = __shfl_sync(0xffffffffu, sum, min(31, n - 1 - t0));
+      if (t < n) {
+        const int64_t row = (item.first_row + int64_t{t}) * H + h;
+        const int64_t pos = pos0 + t, block = pos / PS;
+        p.row_c[row] = sum;
+        if (pos % PS == 0) c_first[block] = sum;
+        if (pos % PS == PS - 1 || t == n - 1) c_last[block] = sum;
+      }
     }
   }
   for (int offset = 16; offset > 0; offset /= 2) {
