@@ -12,13 +12,13 @@ mkdir -p /work && [ -e /work/main ] || ln -s "$PWD" /work/main
 export LD_LIBRARY_PATH=".device/bin:$cublas"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/card.txt"
 step gpu_tests 240 bash -c '.device/bin/rms_norm_cuda_test; .device/bin/paged_attention_cuda_test; .device/bin/cuda_backend_test'
-TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 8
+TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 16
 [ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref
 step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
   .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*' 
 step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m
-# The engine with each tensor-core prefill kernel (FOXSERVE_PREFILL_KERNEL), same process setup.
-for kernel in wmma mma; do
-  FOXSERVE_PREFILL_KERNEL=$kernel TAIL=6 step engine_bench_$kernel 300 .device/bin/engine_bench \
-    --device cuda --model /tmp/fox760m --prompt-tokens 8192 --decode-tokens 32 --batch 4 --repeats 1
+# The engine with ACP on and off (engine_bench runs both), at 2k and 16k tokens.
+for shape in 2048x64 16384x16; do
+  TAIL=4 step engine_bench_$shape 300 .device/bin/engine_bench --device cuda --model /tmp/fox760m \
+    --prompt-tokens "${shape%x*}" --decode-tokens 32 --batch "${shape#*x}" --repeats 1
 done
