@@ -91,8 +91,8 @@ int Run(int argc, char** argv) {
     std::printf("copy bandwidth: %.0f GB/s (read + write)\n",
                 5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9);
   }
-  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %9s %12s %10s %12s %10s %9s\n", "B x T",
-              "acp", "simple ms", "TFLOP/s", "wmma ms", "TFLOP/s", "mma ms", "TFLOP/s", "skipped",
+  std::printf("%-9s %-5s %10s %10s %10s %10s %9s %12s %10s %12s %10s %9s\n", "B x T",
+              "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "skipped",
               "decode us", "GB/s live", "warp dec us", "GB/s live", "skipped");
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
@@ -195,12 +195,6 @@ int Run(int argc, char** argv) {
       cudaEventRecord(e1);
       FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
       const double prefill_ms = Elapsed(e0, e1) / repeats;
-      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr));
-      cudaEventRecord(e0);
-      for (int r = 0; r < repeats; ++r) LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr);
-      cudaEventRecord(e1);
-      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-      const double tc_ms = Elapsed(e0, e1) / repeats;
       FOXSERVE_CUDA_CHECK(LaunchPagedPrefillMma(pool, rows, prefill, nullptr));
       cudaEventRecord(e0);
       for (int r = 0; r < repeats; ++r) LaunchPagedPrefillMma(pool, rows, prefill, nullptr);
@@ -269,11 +263,10 @@ int Run(int argc, char** argv) {
       const double warp_us = time_decode(LaunchPagedDecodeWarpSplit);
       const double live_bytes = static_cast<double>(dtasks.live_key_blocks) * CudaPageBytes(PS, D);
       const double decode_skipped = 1.0 - static_cast<double>(dtasks.live_key_blocks) / (B * H * blocks);
-      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %8.1f%% %12.1f "
+      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %8.1f%% %12.1f "
                   "%10.0f %12.1f %10.0f %8.1f%%\n",
                   static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
-                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, tc_ms,
-                  flops / (tc_ms * 1e-3) / 1e12, mma_ms, flops / (mma_ms * 1e-3) / 1e12,
+                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, mma_ms, flops / (mma_ms * 1e-3) / 1e12,
                   100 * prefill_skipped, decode_us,
                   live_bytes / (decode_us * 1e-6) / 1e9, warp_us,
                   live_bytes / (warp_us * 1e-6) / 1e9, 100 * decode_skipped);

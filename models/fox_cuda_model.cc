@@ -81,13 +81,6 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->config = c;
   impl->ip = w->in_proj;
   impl->logit_bounds = ComputeLogitBounds(*w);
-  if (const char* kernel = std::getenv("FOXSERVE_PREFILL_KERNEL"); kernel != nullptr) {
-    if (std::strcmp(kernel, "wmma") != 0 && std::strcmp(kernel, "mma") != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("FOXSERVE_PREFILL_KERNEL must be mma or wmma, got \"", kernel, "\""));
-    }
-    impl->mma_prefill = std::strcmp(kernel, "mma") == 0;
-  }
   if (const char* decode = std::getenv("FOXSERVE_DECODE_KERNEL"); decode != nullptr) {
     if (std::strcmp(decode, "warp") != 0 && std::strcmp(decode, "simple") != 0) {
       return absl::InvalidArgumentError(
@@ -366,8 +359,7 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
   FOXSERVE_RETURN_IF_ERROR(
-      Check(mma_prefill ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
-                        : kernels::LaunchPagedPrefillTensorCore(kv, plan.rows, plan.prefill, stream),
+      Check(kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream),
             "prefill attention"));
   stages.Mark("decode attention", stream);
   if (plan.decode.count > 0) {

@@ -85,14 +85,9 @@ struct CudaDecodeTasks {
 
 cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                const CudaPrefillTasks& tasks, cudaStream_t stream);
-// The same prefill on tensor cores (WMMA, bf16 operands, fp32 accumulation): Q K^T and P V as
-// 16x16x16 matrix products per warp, 16 query rows a warp, the online softmax in fp32. Q and P
-// are rounded to bf16, so it agrees with the fp32 twin to about 1e-2 rather than 1e-6.
-cudaError_t LaunchPagedPrefillTensorCore(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                                         const CudaPrefillTasks& tasks, cudaStream_t stream);
-// The same prefill with the FlashAttention-2 dataflow (mma.sync m16n8k16, ldmatrix, cp.async
-// double buffering of the next live page): S, P and O stay in registers. Same bf16 rounding of Q
-// and P as the WMMA kernel.
+// The same prefill on tensor cores with the FlashAttention-2 dataflow (mma.sync m16n8k16,
+// ldmatrix, cp.async double buffering of the next live page): S, P and O stay in registers. Q and
+// P are rounded to bf16, so it agrees with the fp32 twin to about 1e-2 rather than 1e-6.
 cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream);
 // Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and

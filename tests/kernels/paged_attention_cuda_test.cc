@@ -115,7 +115,7 @@ Batch MakeBatch(const std::vector<Sequence>& seqs, std::mt19937& rng) {
   return b;
 }
 
-enum class PrefillKernel { kSimple, kWmma, kMma };
+enum class PrefillKernel { kSimple, kMma };
 
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
@@ -247,9 +247,6 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
     case PrefillKernel::kSimple:
       FOXSERVE_CUDA_CHECK(LaunchPagedPrefill(pool, rows, prefill, nullptr));
       break;
-    case PrefillKernel::kWmma:
-      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTensorCore(pool, rows, prefill, nullptr));
-      break;
     case PrefillKernel::kMma:
       FOXSERVE_CUDA_CHECK(LaunchPagedPrefillMma(pool, rows, prefill, nullptr));
       break;
@@ -318,10 +315,8 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
   EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
 }
 
-// The tensor-core prefills round Q and the probabilities to bf16: within 2e-2 of the twin.
-class TensorCorePrefillTest : public ::testing::TestWithParam<PrefillKernel> {};
-
-TEST_P(TensorCorePrefillTest, MatchesTheCpuTwin) {
+// The tensor-core prefill rounds Q and the probabilities to bf16: within 2e-2 of the twin.
+TEST(MmaPrefillTest, MatchesTheCpuTwin) {
   const char* why = nullptr;
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
   std::mt19937 rng(8);
@@ -335,21 +330,14 @@ TEST_P(TensorCorePrefillTest, MatchesTheCpuTwin) {
   for (const auto& seqs : prefills) {
     const Batch b = MakeBatch(seqs, rng);
     for (double log_eps : {0.0, -10.0, -2.0}) {
-      const double e = Compare(b, log_eps, 16, &skipped, GetParam());
-      printf("[ measured ] %s prefill, log eps %g: worst row relative error %.3g\n",
-             GetParam() == PrefillKernel::kWmma ? "wmma" : "mma", log_eps, e);
+      const double e = Compare(b, log_eps, 16, &skipped, PrefillKernel::kMma);
+      printf("[ measured ] mma prefill, log eps %g: worst row relative error %.3g\n", log_eps, e);
       worst = std::max(worst, e);
     }
   }
   EXPECT_LT(worst, 2e-2);
   EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
 }
-
-INSTANTIATE_TEST_SUITE_P(Kernels, TensorCorePrefillTest,
-                         ::testing::Values(PrefillKernel::kWmma, PrefillKernel::kMma),
-                         [](const ::testing::TestParamInfo<PrefillKernel>& info) {
-                           return std::string(info.param == PrefillKernel::kWmma ? "Wmma" : "Mma");
-                         });
 
 }  // namespace
 }  // namespace kernels
