@@ -11,10 +11,11 @@
 #   4. (RUN_DETERMINISM=1) where greedy outputs may differ: 4 requests of 16k tokens alone
 #      (concurrency 1) with ACP on and off, and the W2k workload twice with ACP off;
 #   5. (RUN_SHIPPED=1) the same comparison on the shipped, trained model (models/), whose
-#      logits are not near-ties: 8 requests alone and 8 at once, ACP on and off;
+#      logits are not near-ties: 8 requests alone and 8 at once (twice), ACP on and off;
 #   6. (RUN_PLOTS=1) W16k with per-head ACP metrics, then bench/plot_results.py (needs matplotlib);
 #   7. (RUN_CAPACITY=1) the KV capacity benchmark of ACP eviction at 16k and 32k tokens (issue 6).
-# Logs, CSVs and JSON go to $OUT. SKIP_MAIN=1 (part 1), SKIP_HF=1, SKIP_SWEEP=1 leave parts out.
+# Logs, CSVs and JSON go to $OUT. SKIP_MAIN=1 (part 1), SKIP_HF=1, SKIP_SWEEP=1 leave parts out;
+# SWEEP_RATES="2 4 ..." sets the open-loop arrival rates (requests/s).
 set -uo pipefail
 out="${OUT:-/tmp/out}"
 mkdir -p "$out"
@@ -71,7 +72,7 @@ done
 
 if [ -z "${SKIP_SWEEP:-}" ]; then
   start_server sweep -10 && {
-    for rate in 2 4 8 16; do
+    for rate in ${SWEEP_RATES:-2 4 8 12 16 24 32}; do
       load "open_rate_$rate" 60 --mode open --rate $rate --duration 15 --timeout 30 \
         --prompt-tokens 2048 --new-tokens 256
     done
@@ -121,11 +122,16 @@ if [ -n "${RUN_SHIPPED:-}" ]; then
       --prompt-tokens 1024:1536 --new-tokens 128
     load "shipped_batch_$acp" 60 --mode closed --concurrency 8 --requests 8 \
       --prompt-tokens 1024:1536 --new-tokens 128
+    # The same batch again on the same server: how far batching alone moves greedy outputs.
+    load "shipped_batch2_$acp" 60 --mode closed --concurrency 8 --requests 8 \
+      --prompt-tokens 1024:1536 --new-tokens 128
     stop_server "shipped_$acp"
   done
   same shipped_alone_on shipped_alone_off
   same shipped_batch_on shipped_batch_off
   same shipped_alone_on shipped_batch_on
+  same shipped_batch_on shipped_batch2_on
+  same shipped_batch_off shipped_batch2_off
 fi
 
 if [ -n "${RUN_PLOTS:-}" ]; then
