@@ -61,8 +61,9 @@ struct RequestOutput {
   bool finished() const { return finish_reason != FinishReason::kNone; }
 };
 
-// Receives a request's outputs. Called on the engine thread: implementations must not block
-// (the gRPC reactor queues the output and returns).
+// Receives a request's outputs. The Engine calls it on its own thread; behind a ThreadedEngine it
+// runs on the output dispatcher's thread, one call at a time, in order. Implementations must not
+// block (the gRPC reactor queues the output and returns).
 class RequestSink {
  public:
   virtual ~RequestSink() = default;

@@ -37,7 +37,8 @@ absl::StatusOr<uint64_t> ThreadedEngine::Submit(GenerationRequest request,
       return absl::ResourceExhaustedError(absl::StrCat(
           "request queue is full (", queued, " requests waiting); retry later"));
     }
-    incoming_.push_back({id, std::move(request), std::move(sink)});
+    incoming_.push_back(
+        {id, std::move(request), sink != nullptr ? dispatcher_.Wrap(std::move(sink)) : nullptr});
     in_flight_.fetch_add(1);
   }
   wake_.notify_one();
@@ -73,11 +74,14 @@ bool ThreadedEngine::Drain(Clock::time_point deadline) {
   StopAccepting();
   std::unique_lock<std::mutex> lock(mu_);
   const bool drained = changed_.wait_until(lock, deadline, [&] { return in_flight_.load() == 0; });
-  if (drained) return true;
-  cancel_all_ = absl::UnavailableError("the server is shutting down");
-  wake_.notify_one();
-  changed_.wait(lock, [&] { return in_flight_.load() == 0; });
-  return false;
+  if (!drained) {
+    cancel_all_ = absl::UnavailableError("the server is shutting down");
+    wake_.notify_one();
+    changed_.wait(lock, [&] { return in_flight_.load() == 0; });
+  }
+  lock.unlock();
+  dispatcher_.Flush();
+  return drained;
 }
 
 void ThreadedEngine::Publish() {

@@ -1,6 +1,7 @@
 // Runs an Engine on its own thread (STYLE.md 4.5): the only thread that touches sequences and
 // the batch. Other threads (gRPC handlers) submit, abort and read snapshots; outputs reach them
-// through their RequestSink, called on the engine thread.
+// through their RequestSink, called in order on the output dispatcher's thread
+// (engine/output_dispatcher.h), so that writing them does not hold up the next step.
 //
 // Thread-safety: every public method is thread-safe.
 #ifndef FOXSERVE_ENGINE_THREADED_ENGINE_H_
@@ -18,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
+#include "engine/output_dispatcher.h"
 
 namespace foxserve {
 namespace engine {
@@ -43,7 +45,8 @@ class ThreadedEngine {
   // New submissions get Unavailable from now on.
   void StopAccepting();
   // Waits until no request is in flight or `deadline` passes, then cancels what is left with
-  // Unavailable. Returns whether everything finished on its own.
+  // Unavailable; returns once every output has reached its sink. Returns whether everything
+  // finished on its own.
   bool Drain(Clock::time_point deadline);
 
   bool accepting() const { return accepting_.load(); }
@@ -90,6 +93,8 @@ class ThreadedEngine {
   std::atomic<int64_t> running_{0};
   std::atomic<int64_t> kv_pages_used_{0};
   std::atomic<int64_t> kv_pages_evicted_{0};
+  // Outlives the engine thread (joined first in the destructor), so the last outputs go out.
+  OutputDispatcher dispatcher_;
   std::thread thread_;
 };
 
