@@ -326,7 +326,12 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& chunk = plan.chunks[i];
     Sequence* seq = chunk.sequence;
-    step_counters_[i] = models::AcpCounters(L, H);
+    // Zeroed in place: a fresh pair of [layer][head] vectors per sequence per step was 2 x 64
+    // allocations of a batch-64 decode step.
+    models::AcpCounters& counters = step_counters_[i];
+    counters.num_heads = H;
+    counters.computed.assign(L * H, 0);
+    counters.skipped.assign(L * H, 0);
     const bool decode = chunk.num_tokens == 1 && seq->num_computed() == seq->num_tokens() - 1 &&
                         seq->num_generated() > 0;
     phases.push_back(decode ? AcpPhase::kDecode : AcpPhase::kPrefill);

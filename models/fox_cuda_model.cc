@@ -197,9 +197,15 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   m.stages.Mark("final norm + lm head", m.stream);
   m.rows_sel.Upload(rows, m.stream);
   m.a.Resize(std::max<int64_t>(N, logit_rows) * D);
+  // The last layer's MLP output is still in delta (RunLayer): added to the selected rows here.
   FOXSERVE_RETURN_IF_ERROR(Check(
-      kernels::LaunchRmsNormToBf16(m.x.get(), m.rows_sel.get(), m.final_norm.get(), logit_rows, D,
-                                   static_cast<float>(c.norm_eps), m.a.get(), m.stream),
+      c.num_hidden_layers > 0
+          ? kernels::LaunchAddRmsNormToBf16(m.x.get(), m.delta.get(), m.rows_sel.get(),
+                                            m.final_norm.get(), logit_rows, D,
+                                            static_cast<float>(c.norm_eps), m.a.get(), m.stream)
+          : kernels::LaunchRmsNormToBf16(m.x.get(), m.rows_sel.get(), m.final_norm.get(),
+                                         logit_rows, D, static_cast<float>(c.norm_eps), m.a.get(),
+                                         m.stream),
       "final norm"));
   m.logits.Resize(logit_rows * V);
   FOXSERVE_RETURN_IF_ERROR(m.Gemm(m.a.get(), logit_rows, D, m.lm_head, V, m.logits.get()));
@@ -264,12 +270,16 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   const int64_t num_items = static_cast<int64_t>(items.size());
   const float eps = static_cast<float>(c.norm_eps);
 
-  // - Input norm, fused projection, token shift, qk-norm.
+  // - Input norm (after the previous layer's MLP residual, which it left in delta), fused
+  //   projection, token shift, qk-norm.
   stages.Mark("norm + in_proj", stream);
   a.Resize(N * D);
-  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.attn_norm.get(),
-                                                              N, D, eps, a.get(), stream),
-                                 "attention norm"));
+  FOXSERVE_RETURN_IF_ERROR(Check(
+      l > 0 ? kernels::LaunchAddRmsNormToBf16(x.get(), delta.get(), nullptr, w.attn_norm.get(), N,
+                                              D, eps, a.get(), stream)
+            : kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.attn_norm.get(), N, D, eps, a.get(),
+                                           stream),
+      "attention norm"));
   proj.Resize(N * P);
   FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.in_proj, P, proj.get()));
   stages.Mark("shift + prep", stream);
@@ -387,10 +397,10 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchOutputNormGate(gate, stream), "output gate"));
   delta.Resize(N * D);
   FOXSERVE_RETURN_IF_ERROR(Gemm(o.get(), N, D, w.o_proj, D, delta.get()));
-  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual"));
   stages.Mark("mlp", stream);
-  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchRmsNormToBf16(x.get(), nullptr, w.mlp_norm.get(), N,
-                                                              D, eps, a.get(), stream),
+  FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAddRmsNormToBf16(x.get(), delta.get(), nullptr,
+                                                                 w.mlp_norm.get(), N, D, eps,
+                                                                 a.get(), stream),
                                  "MLP norm"));
   gate_up.Resize(N * 2 * I);
   FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.gate_up, 2 * I, gate_up.get()));
@@ -399,8 +409,8 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
       kernels::LaunchGatedActivation(gate_up.get(), N, I, c.hidden_act == MlpActivation::kSwish,
                                      mid.get(), stream),
       "MLP activation"));
-  FOXSERVE_RETURN_IF_ERROR(Gemm(mid.get(), N, I, w.down, D, delta.get()));
-  return Check(kernels::LaunchAdd(x.get(), delta.get(), N * D, stream), "residual");
+  // The MLP's residual stays in delta: the next layer's input norm (or the final norm) adds it.
+  return Gemm(mid.get(), N, I, w.down, D, delta.get());
 }
 
 }  // namespace models

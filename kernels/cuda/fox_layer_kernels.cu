@@ -23,12 +23,24 @@ __global__ void EmbeddingGatherKernel(const int32_t* ids, const __nv_bfloat16* t
   }
 }
 
-__global__ void RmsNormKernel(const float* x, const int32_t* rows, const float* w, int64_t d,
-                              float eps, __nv_bfloat16* out) {
+// With a residual, x's row gets it added first and written back: the same float adds as a
+// separate pass, so the result is bitwise that of add-then-norm.
+__global__ void RmsNormKernel(float* x, const float* residual, const int32_t* rows, const float* w,
+                              int64_t d, float eps, __nv_bfloat16* out) {
   const int64_t r = blockIdx.x;
-  const float* in = x + (rows != nullptr ? rows[r] : r) * d;
+  const int64_t src = (rows != nullptr ? rows[r] : r) * d;
+  float* in = x + src;
   float sum = 0.0f;
-  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) sum += in[i] * in[i];
+  if (residual != nullptr) {
+    const float* add = residual + src;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+      const float v = in[i] + add[i];
+      in[i] = v;
+      sum += v * v;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) sum += in[i] * in[i];
+  }
   __shared__ float partial[32];
   sum = WarpSum(sum);
   if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
@@ -139,13 +151,6 @@ __global__ void GatedActivationKernel(const float* gate_up, int64_t n, int64_t i
   }
 }
 
-__global__ void AddKernel(float* x, const float* delta, int64_t count) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    x[i] += delta[i];
-  }
-}
-
 __global__ void FillNanKernel(float* data, int64_t count) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < count;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -224,7 +229,18 @@ cudaError_t LaunchRmsNormToBf16(const float* x, const int32_t* rows, const float
                                 int64_t n, int64_t d, float eps, __nv_bfloat16* out,
                                 cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  RmsNormKernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(x, rows, weight, d, eps, out);
+  // The kernel writes x only when given a residual.
+  RmsNormKernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(const_cast<float*>(x), nullptr, rows,
+                                                              weight, d, eps, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAddRmsNormToBf16(float* x, const float* residual, const int32_t* rows,
+                                   const float* weight, int64_t n, int64_t d, float eps,
+                                   __nv_bfloat16* out, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  RmsNormKernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(x, residual, rows, weight, d, eps,
+                                                              out);
   return cudaGetLastError();
 }
 
@@ -260,12 +276,6 @@ cudaError_t LaunchGatedActivation(const float* gate_up, int64_t n, int64_t inter
                                   __nv_bfloat16* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   GatedActivationKernel<<<GridFor(n * inter, 256), 256, 0, stream>>>(gate_up, n, inter, silu, out);
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchAdd(float* x, const float* delta, int64_t count, cudaStream_t stream) {
-  if (count == 0) return cudaSuccess;
-  AddKernel<<<GridFor(count, 256), 256, 0, stream>>>(x, delta, count);
   return cudaGetLastError();
 }
 

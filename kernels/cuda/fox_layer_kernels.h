@@ -21,6 +21,11 @@ cudaError_t LaunchEmbeddingGather(const int32_t* ids, const __nv_bfloat16* table
 cudaError_t LaunchRmsNormToBf16(const float* x, const int32_t* rows, const float* weight,
                                 int64_t n, int64_t d, float eps, __nv_bfloat16* out,
                                 cudaStream_t stream);
+// The same after x's rows (those selected, when rows is not null) += residual's: the residual
+// add fused into the norm that reads its result, one launch and one pass over x fewer.
+cudaError_t LaunchAddRmsNormToBf16(float* x, const float* residual, const int32_t* rows,
+                                   const float* weight, int64_t n, int64_t d, float eps,
+                                   __nv_bfloat16* out, cudaStream_t stream);
 
 struct AttentionPrepParams {
   const float* proj = nullptr;  // [n][proj_stride] fused projection (InProjLayout)
@@ -68,9 +73,6 @@ cudaError_t LaunchOutputNormGate(const OutputGateParams& p, cudaStream_t stream)
 // out [n][inter] bf16 = act(gate) * up with gate_up [n][2 * inter] fp32; act silu or sigmoid.
 cudaError_t LaunchGatedActivation(const float* gate_up, int64_t n, int64_t inter, bool silu,
                                   __nv_bfloat16* out, cudaStream_t stream);
-
-// x += delta, both [count] fp32.
-cudaError_t LaunchAdd(float* x, const float* delta, int64_t count, cudaStream_t stream);
 
 // Greedy sampling on the device: out[r] = the index of the largest of logits [rows][vocab] row r
 // (the lowest index among ties), or -1 when the row holds a value that is not finite; as
