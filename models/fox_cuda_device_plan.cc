@@ -127,12 +127,10 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
     if (n == 1) {
       // The row's tasks start from the host's pointer (a step old, never ahead of this step's
       // start), the lowest over the layers.
-      att.starts.assign(H, INT32_MAX);
-      for (int64_t l = 0; l < L; ++l) {
-        for (int64_t h = 0; h < H; ++h) {
-          att.starts[h] = std::min<int32_t>(
-              att.starts[h], static_cast<int32_t>(s.stream(l, h).first_live_block));
-        }
+      if (static_cast<int64_t>(seq.head_pointer.size()) == H) {
+        att.starts = seq.head_pointer;
+      } else {
+        att.starts.assign(H, 0);
       }
     }
   }
@@ -265,35 +263,47 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
 void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
                                          const char* readback_bytes) {
   const int64_t L = config.num_hidden_layers, H = config.num_heads;
+  const int64_t num_items = static_cast<int64_t>(items.size());
   const auto* back = reinterpret_cast<const kernels::AcpStreamReadback*>(readback_bytes);
   // Touched blocks come item by item, [stream][block], in the order PrepareDeviceStep laid out.
   const double* touched = reinterpret_cast<const double*>(
       readback_bytes + stream_back.size() * sizeof(kernels::AcpStreamReadback));
-  for (size_t i = 0; i < items.size(); ++i) {
-    SequenceKvState& s = *items[i].state;
-    const int64_t pos0 = s.num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
-    const int64_t first_block = pos0 / kPageSize;
-    const int64_t nqb = kernels::NumQueryBlocks(pos0, n, kPageSize);
-    for (int64_t st = 0; st < L * H; ++st) {
-      const kernels::AcpStreamReadback& b = back[i * L * H + st];
-      KvStream& ks = s.streams[st];
-      ks.c_now = b.c_now;
-      ks.max_key_norm = b.max_key_norm;
-      ks.first_live_block = b.first_live_block;
-      const double* tb = touched + 2 * st * nqb;
-      ks.block_c_first.resize(std::max<size_t>(ks.block_c_first.size(), first_block + nqb));
-      ks.block_c_last.resize(ks.block_c_first.size());
-      for (int64_t j = 0; j < nqb; ++j) {
-        ks.block_c_first[first_block + j] = tb[2 * j];
-        ks.block_c_last[first_block + j] = tb[2 * j + 1];
-      }
-      if (AcpCounters* counters = items[i].acp_counters; counters != nullptr) {
-        counters->computed[st] += b.tiles_computed;
-        counters->skipped[st] += b.tiles_skipped;
+  std::vector<int64_t> touched_at(num_items + 1, 0);
+  for (int64_t i = 0; i < num_items; ++i) {
+    const int64_t pos0 = items[i].state->num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
+    touched_at[i + 1] = touched_at[i] + 2 * L * H * kernels::NumQueryBlocks(pos0, n, kPageSize);
+  }
+  // Items own disjoint states, so they are written back in parallel.
+  host_pool->ParallelFor(num_items, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      SequenceKvState& s = *items[i].state;
+      auto& seq = static_cast<MirroredSequence&>(*s.backend_state);
+      const int64_t pos0 = s.num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
+      const int64_t first_block = pos0 / kPageSize;
+      const int64_t nqb = kernels::NumQueryBlocks(pos0, n, kPageSize);
+      seq.head_pointer.assign(H, INT32_MAX);
+      for (int64_t st = 0; st < L * H; ++st) {
+        const kernels::AcpStreamReadback& b = back[i * L * H + st];
+        KvStream& ks = s.streams[st];
+        ks.c_now = b.c_now;
+        ks.max_key_norm = b.max_key_norm;
+        ks.first_live_block = b.first_live_block;
+        int32_t& head_min = seq.head_pointer[st % H];
+        head_min = std::min(head_min, b.first_live_block);
+        const double* tb = touched + touched_at[i] + 2 * st * nqb;
+        ks.block_c_first.resize(std::max<size_t>(ks.block_c_first.size(), first_block + nqb));
+        ks.block_c_last.resize(ks.block_c_first.size());
+        for (int64_t j = 0; j < nqb; ++j) {
+          ks.block_c_first[first_block + j] = tb[2 * j];
+          ks.block_c_last[first_block + j] = tb[2 * j + 1];
+        }
+        if (AcpCounters* counters = items[i].acp_counters; counters != nullptr) {
+          counters->computed[st] += b.tiles_computed;
+          counters->skipped[st] += b.tiles_skipped;
+        }
       }
     }
-    touched += 2 * L * H * nqb;
-  }
+  });
 }
 
 }  // namespace models

@@ -4,9 +4,11 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
@@ -126,6 +128,8 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
     impl->fgate_bias = ToDevice(bias);
     impl->weight_bounds.Upload(impl->logit_bounds);
   }
+  impl->host_pool = std::make_unique<kernels::ThreadPool>(
+      static_cast<int>(std::min<unsigned>(8, std::max(1u, std::thread::hardware_concurrency()))));
   impl->mirror = std::make_shared<kernels::DeviceKvMirror>(
       static_cast<int32_t>(c.num_hidden_layers * c.num_heads),
       static_cast<int32_t>(c.num_hidden_layers * 2 * c.hidden_size), impl->stream);
@@ -156,6 +160,14 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   FOXSERVE_RETURN_IF_ERROR(
       ValidateForwardItems(items, c, kPageSize, m.num_pages, &row_offsets, &logit_rows));
   const int64_t N = row_offsets.back();
+  using HostClock = std::chrono::steady_clock;
+  const bool timed = m.stages.enabled();
+  HostClock::time_point part_start = timed ? HostClock::now() : HostClock::time_point();
+  auto host_part = [&](const char* part) {
+    if (!timed) return;
+    m.stages.AddHost(part, part_start);
+    part_start = HostClock::now();
+  };
 
   m.stages.Mark("step upload", m.stream);
   // - Token bookkeeping and the embeddings.
@@ -177,6 +189,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   Impl::DeviceStep step;
   if (m.device_planner) FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, &step));
   m.x.Resize(N * D);
+  host_part("setup");
   m.stages.Mark("embeddings", m.stream);
   FOXSERVE_RETURN_IF_ERROR(Check(
       kernels::LaunchEmbeddingGather(m.ids.get(), m.embeddings.get(), N, D, m.x.get(), m.stream),
@@ -246,7 +259,9 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
                                    "logits readback"));
   }
   m.stages.Mark("end", m.stream);
+  host_part("launches");
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamSynchronize(m.stream), "forward step"));
+  host_part("wait for the GPU");
   {
     const auto* tokens = reinterpret_cast<const int32_t*>(m.greedy_readback.data());
     int64_t g = 0;
@@ -257,6 +272,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   m.stages.Collect(N == static_cast<int64_t>(items.size()) ? "decode" : "prefill");
   if (m.device_planner) m.ApplyDeviceStep(items, m.step_readback.data());
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
+  host_part("state back");
   return absl::OkStatus();
 }
 

@@ -24,6 +24,7 @@
 #include "kernels/cuda/paged_attention_cuda.h"
 #include "kernels/cuda/stage_timer.h"
 #include "kernels/cuda/staging_arena.h"
+#include "kernels/thread_pool.h"
 #include "models/fox_cuda_model.h"
 #include "models/kv_state.h"
 
@@ -55,6 +56,10 @@ class MirroredSequence : public BackendSequenceState {
   const kernels::DeviceKvMirror* mirror() const { return mirror_.get(); }
   const kernels::DeviceKvRegion& region() const { return region_; }
   int64_t uploaded_blocks = 0;  // block-table entries (per stream) the device has
+  // Per head, the lowest ACP pointer over the layers as of the last step: where a decode row's
+  // split-K tasks start (kept here by ApplyDeviceStep so that the next step's setup does not walk
+  // every (layer, head) stream again). Empty: all zero.
+  std::vector<int32_t> head_pointer;
 
  private:
   std::shared_ptr<kernels::DeviceKvMirror> mirror_;
@@ -87,6 +92,9 @@ struct FoxCudaModel::Impl {
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
   std::shared_ptr<kernels::DeviceKvMirror> mirror;
+  // Host threads for writing a step's results back into the sequences' host state (about 37k
+  // (layer, head) streams at batch 64, each a few cache lines).
+  std::unique_ptr<kernels::ThreadPool> host_pool;
   kernels::DeviceBuffer<float> fgate_bias;     // [layers][heads]
   kernels::DeviceBuffer<double> weight_bounds;  // [layers][heads] U from the weights
 

@@ -12,6 +12,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -57,8 +58,21 @@ class StageTimer {
     marks_.clear();
     ++k.steps;
   }
+  // Host wall time of a part of the step since `since` (the CPU work between and around the
+  // GPU's marks, which the events cannot see); printed per step of any kind.
+  void AddHost(const char* part, std::chrono::steady_clock::time_point since) {
+    if (!enabled_) return;
+    host_[part] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+                       .count();
+  }
   void Summary(FILE* out) const {
     if (!enabled_) return;
+    long long steps = 0;
+    for (const auto& [kind, k] : kinds_) steps += k.steps;
+    if (steps > 0 && !host_.empty()) {
+      std::fprintf(out, "forward host parts over %lld steps (wall ms a step)\n", steps);
+      for (const auto& [part, ms] : host_) std::fprintf(out, "  %-22s %9.3f\n", part.c_str(), ms / steps);
+    }
     for (const auto& [kind, k] : kinds_) {
       double all = 0;
       std::vector<std::pair<double, std::string>> rows;
@@ -86,6 +100,7 @@ class StageTimer {
     long long steps = 0;
   };
   std::map<std::string, Kind> kinds_;
+  std::map<std::string, double> host_;
 };
 
 }  // namespace kernels
