@@ -59,7 +59,12 @@ class Sampler {
   std::mt19937_64 rng_;  // fully specified by the standard: the same stream on every platform
   std::unordered_map<int32_t, int32_t> generated_counts_;
   std::vector<int32_t> prompt_tokens_;  // sorted, unique
+  // Sorts candidates_ so that its first `count` entries are the most likely, in order (the
+  // first sorted_prefix_ already are).
+  void SortPrefix(size_t count);
+
   std::vector<std::pair<double, int32_t>> candidates_;  // scratch
+  size_t sorted_prefix_ = 0;
 };
 
 // Index of the largest logit; the lowest index among ties.

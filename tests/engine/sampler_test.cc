@@ -1,7 +1,9 @@
 #include "engine/sampler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -73,6 +75,39 @@ TEST(SamplerTest, TopKTopPMinPRestrictTheCandidates) {
   EXPECT_EQ(support(m), (std::vector<int32_t>{0, 1, 2}));
   SamplingParams all;
   EXPECT_EQ(support(all), (std::vector<int32_t>{0, 1, 2, 3}));
+}
+
+// A nucleus larger than the first sorted prefix (256) over a vocabulary of 5000: 600 equally likely
+// tokens and 4400 at e^-10 of them. top_p 0.9 keeps the smallest prefix of the order (ties by
+// ascending id) with 90% of the mass: ids 0..540, every one of them and nothing else.
+TEST(SamplerTest, TopPKeepsExactlyTheNucleusOfALargeVocabulary) {
+  std::vector<float> logits(5000, -10.0f);
+  for (int i = 0; i < 600; ++i) logits[i] = 0.0f;
+  // The nucleus, from a full sort here.
+  std::vector<std::pair<double, int32_t>> order;
+  double total = 0;
+  for (int32_t i = 0; i < 5000; ++i) {
+    order.emplace_back(std::exp(static_cast<double>(logits[i])), i);
+    total += order.back().first;
+  }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  std::set<int32_t> nucleus;
+  double cumulative = 0;
+  for (const auto& [p, id] : order) {
+    nucleus.insert(id);
+    cumulative += p;
+    if (cumulative >= 0.9 * total) break;
+  }
+  ASSERT_EQ(nucleus.size(), 541u);
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_p = 0.9f;
+  p.seed = 9;
+  std::set<int32_t> seen;
+  for (int32_t t : Draw(p, logits, 15000)) seen.insert(t);
+  EXPECT_EQ(seen, nucleus);
 }
 
 TEST(SamplerTest, SeedsReproduce) {
