@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
@@ -63,7 +64,9 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
             return c;
           }(),
           &blocks_),
-      profile_(std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr) {
+      profile_(std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr),
+      sampling_pool_(std::make_unique<kernels::ThreadPool>(
+          static_cast<int>(std::min<unsigned>(8, std::max(1u, std::thread::hardware_concurrency()))))) {
   if (options_.poison_freed_pages) {
     blocks_.set_free_hook([backend](absl::Span<const int32_t> pages) { backend->PoisonPages(pages); });
   }
@@ -224,18 +227,14 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
   sequences_.erase(seq->id);
 }
 
-void Engine::Advance(Sequence* seq, absl::Span<float> logits, const int32_t* greedy_token) {
-  const auto t_sample = profile_.Start();
-  const bool finite =
+Engine::TokenChoice Engine::ChooseToken(Sequence* seq, absl::Span<float> logits,
+                                        const int32_t* greedy_token) {
+  TokenChoice choice;
+  choice.finite =
       greedy_token != nullptr
           ? *greedy_token >= 0
           : std::all_of(logits.begin(), logits.end(), [](float l) { return std::isfinite(l); });
-  if (!finite) {
-    Finish(seq, FinishReason::kError,
-           absl::InternalError("the model produced non-finite logits for this request"),
-           RequestOutput());
-    return;
-  }
+  if (!choice.finite) return choice;
   // Log probabilities come from the raw logits: the sampler applies penalties in place. (The
   // greedy path is only taken without logprobs.)
   std::vector<float> raw;
@@ -247,10 +246,20 @@ void Engine::Advance(Sequence* seq, absl::Span<float> logits, const int32_t* gre
   } else {
     id = seq->sampler.Sample(logits);
   }
-  GeneratedToken token;
-  token.id = id;
-  if (seq->request.logprobs >= 0) FillLogprobs(raw, id, seq->request.logprobs, &token);
-  profile_.Add("sample", t_sample);
+  choice.token.id = id;
+  if (seq->request.logprobs >= 0) FillLogprobs(raw, id, seq->request.logprobs, &choice.token);
+  return choice;
+}
+
+void Engine::Advance(Sequence* seq, TokenChoice choice) {
+  if (!choice.finite) {
+    Finish(seq, FinishReason::kError,
+           absl::InternalError("the model produced non-finite logits for this request"),
+           RequestOutput());
+    return;
+  }
+  const int32_t id = choice.token.id;
+  GeneratedToken token = std::move(choice.token);
   const auto t_output = profile_.Start();
   const Clock::time_point now = Clock::now();
   if (observer_ != nullptr) {
@@ -390,14 +399,31 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   profile_.Add("publish", t_publish);
   if (status.ok()) {
     const int64_t V = config.vocab_size;
+    // Every sequence whose prefill is complete gets its token: chosen in parallel (each touches
+    // only its own sampler and logits row), then appended and streamed in batch order.
+    const auto t_sample = profile_.Start();
+    std::vector<size_t> ready;
     for (size_t i = 0; i < plan.chunks.size(); ++i) {
-      Sequence* seq = plan.chunks[i].sequence;
-      if (seq->num_to_compute() > 0) continue;  // prefill continues next step
-      if (logits_row[i] < 0) {
-        Advance(seq, absl::Span<float>(), &greedy_tokens_[i]);
-      } else {
-        Advance(seq, absl::MakeSpan(logits_).subspan(logits_row[i] * V, V), nullptr);
+      if (plan.chunks[i].sequence->num_to_compute() == 0) ready.push_back(i);  // else prefill goes on
+    }
+    std::vector<TokenChoice> choices(ready.size());
+    auto choose = [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const size_t i = ready[r];
+        choices[r] = logits_row[i] < 0
+                         ? ChooseToken(plan.chunks[i].sequence, absl::Span<float>(), &greedy_tokens_[i])
+                         : ChooseToken(plan.chunks[i].sequence,
+                                       absl::MakeSpan(logits_).subspan(logits_row[i] * V, V), nullptr);
       }
+    };
+    if (returned_rows > 1) {
+      sampling_pool_->ParallelFor(static_cast<int64_t>(ready.size()), 1, choose);
+    } else {
+      choose(0, static_cast<int64_t>(ready.size()));
+    }
+    profile_.Add("sample", t_sample);
+    for (size_t r = 0; r < ready.size(); ++r) {
+      Advance(plan.chunks[ready[r]].sequence, std::move(choices[r]));
     }
   }
   return status;

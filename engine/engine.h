@@ -20,6 +20,7 @@
 #include "engine/model_backend.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
+#include "kernels/thread_pool.h"
 #include "engine/sequence.h"
 #include "models/tokenizer.h"
 
@@ -80,9 +81,17 @@ class Engine {
 
  private:
   void Finish(Sequence* seq, FinishReason reason, absl::Status status, RequestOutput output);
-  // Samples the next token of a sequence whose prefill is complete and streams it: from its
-  // logits, or the token the backend chose (greedy_token, when not null).
-  void Advance(Sequence* seq, absl::Span<float> logits, const int32_t* greedy_token);
+  struct TokenChoice {
+    bool finite = false;  // false: the logits were not all finite; the request fails
+    GeneratedToken token;
+  };
+  // The next token of a sequence whose prefill is complete: sampled from its logits, or the one
+  // the backend chose (greedy_token, when not null). Touches only the sequence's sampler, so the
+  // sequences of a step choose in parallel.
+  static TokenChoice ChooseToken(Sequence* seq, absl::Span<float> logits,
+                                 const int32_t* greedy_token);
+  // Appends the chosen token, checks the stop conditions and streams the output.
+  void Advance(Sequence* seq, TokenChoice choice);
 
   ModelBackend* backend_;
   const models::Tokenizer* tokenizer_;
@@ -96,6 +105,9 @@ class Engine {
   std::vector<models::AcpCounters> step_counters_;
   std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path
   HostStageProfile profile_;
+  // Host sampling of a step's sequences (top-p over a 50k vocabulary is about a millisecond a
+  // token); idle between steps.
+  std::unique_ptr<kernels::ThreadPool> sampling_pool_;
 };
 
 }  // namespace engine
