@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
@@ -65,8 +64,7 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
           }(),
           &blocks_),
       profile_(std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr),
-      sampling_pool_(std::make_unique<kernels::ThreadPool>(
-          static_cast<int>(std::min<unsigned>(8, std::max(1u, std::thread::hardware_concurrency()))))) {
+      sampling_pool_(std::make_unique<kernels::ThreadPool>(kernels::ThreadPool::CappedThreads(8))) {
   if (options_.poison_freed_pages) {
     blocks_.set_free_hook([backend](absl::Span<const int32_t> pages) { backend->PoisonPages(pages); });
   }

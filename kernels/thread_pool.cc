@@ -11,6 +11,10 @@ ThreadPool::ThreadPool(int num_threads) {
   for (int i = 1; i < num_threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
+int ThreadPool::CappedThreads(int cap) {
+  return static_cast<int>(std::min<unsigned>(cap, std::max(1u, std::thread::hardware_concurrency())));
+}
+
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);

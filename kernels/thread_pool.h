@@ -22,6 +22,8 @@ class ThreadPool {
  public:
   // num_threads counts the calling thread; 0 means one per hardware thread.
   explicit ThreadPool(int num_threads = 0);
+  // One per hardware thread, at most `cap`: for host work beside a pool that owns the cores.
+  static int CappedThreads(int cap);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;

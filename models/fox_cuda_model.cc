@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
@@ -128,8 +127,7 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
     impl->fgate_bias = ToDevice(bias);
     impl->weight_bounds.Upload(impl->logit_bounds);
   }
-  impl->host_pool = std::make_unique<kernels::ThreadPool>(
-      static_cast<int>(std::min<unsigned>(8, std::max(1u, std::thread::hardware_concurrency()))));
+  impl->host_pool = std::make_unique<kernels::ThreadPool>(kernels::ThreadPool::CappedThreads(8));
   impl->mirror = std::make_shared<kernels::DeviceKvMirror>(
       static_cast<int32_t>(c.num_hidden_layers * c.num_heads),
       static_cast<int32_t>(c.num_hidden_layers * 2 * c.hidden_size), impl->stream);
