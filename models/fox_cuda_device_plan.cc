@@ -79,6 +79,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   std::vector<int32_t> slots(num_items);
   std::vector<kernels::AttentionItem> att_items(num_items);
   step->touched_entries = 0;
+  step->readback_block_base.clear();
   for (int64_t i = 0; i < num_items; ++i) {
     SequenceKvState& s = *items[i].state;
     MirroredSequence& seq = *seqs[i];
@@ -118,6 +119,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
     pi.first_row = static_cast<int32_t>(r0);
     pi.num_tokens = static_cast<int32_t>(n);
     pi.readback_block_base = step->touched_entries;
+    step->readback_block_base.push_back(pi.readback_block_base);
     step->touched_entries += streams * kernels::NumQueryBlocks(pos0, n, kPageSize);
     slots[i] = region.slot;
     kernels::AttentionItem& att = att_items[i];
@@ -261,18 +263,13 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
 }
 
 void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
-                                         const char* readback_bytes) {
+                                         const DeviceStep& step, const char* readback_bytes) {
   const int64_t L = config.num_hidden_layers, H = config.num_heads;
   const int64_t num_items = static_cast<int64_t>(items.size());
   const auto* back = reinterpret_cast<const kernels::AcpStreamReadback*>(readback_bytes);
-  // Touched blocks come item by item, [stream][block], in the order PrepareDeviceStep laid out.
+  // Touched blocks: item i's from step.readback_block_base[i], [stream][block] (PrepareDeviceStep).
   const double* touched = reinterpret_cast<const double*>(
       readback_bytes + stream_back.size() * sizeof(kernels::AcpStreamReadback));
-  std::vector<int64_t> touched_at(num_items + 1, 0);
-  for (int64_t i = 0; i < num_items; ++i) {
-    const int64_t pos0 = items[i].state->num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
-    touched_at[i + 1] = touched_at[i] + 2 * L * H * kernels::NumQueryBlocks(pos0, n, kPageSize);
-  }
   // Items own disjoint states, so they are written back in parallel.
   host_pool->ParallelFor(num_items, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
@@ -290,7 +287,7 @@ void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
         ks.first_live_block = b.first_live_block;
         int32_t& head_min = seq.head_pointer[st % H];
         head_min = std::min(head_min, b.first_live_block);
-        const double* tb = touched + touched_at[i] + 2 * st * nqb;
+        const double* tb = touched + 2 * (step.readback_block_base[i] + st * nqb);
         ks.block_c_first.resize(std::max<size_t>(ks.block_c_first.size(), first_block + nqb));
         ks.block_c_last.resize(ks.block_c_first.size());
         for (int64_t j = 0; j < nqb; ++j) {

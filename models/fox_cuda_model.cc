@@ -268,7 +268,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
     }
   }
   m.stages.Collect(N == static_cast<int64_t>(items.size()) ? "decode" : "prefill");
-  if (m.device_planner) m.ApplyDeviceStep(items, m.step_readback.data());
+  if (m.device_planner) m.ApplyDeviceStep(items, step, m.step_readback.data());
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   host_part("state back");
   return absl::OkStatus();

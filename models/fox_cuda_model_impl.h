@@ -142,6 +142,7 @@ struct FoxCudaModel::Impl {
     size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_rt = 0, at_rh = 0, at_rp = 0;
     int32_t prefill_tasks = 0, decode_tasks = 0, decode_rows = 0;
     int64_t touched_entries = 0;  // blocks of the readback, over all items and streams
+    std::vector<int64_t> readback_block_base;  // per item: where its touched blocks start
   };
 
   absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
@@ -156,7 +157,8 @@ struct FoxCudaModel::Impl {
                                  const std::vector<int64_t>& row_offsets, DeviceStep* step);
   absl::Status PlanLayerOnDevice(int64_t l, int64_t num_items, const AcpOptions& acp,
                                  const DeviceStep& step, LayerPlan* plan);
-  void ApplyDeviceStep(absl::Span<const ForwardItem> items, const char* readback_bytes);
+  void ApplyDeviceStep(absl::Span<const ForwardItem> items, const DeviceStep& step,
+                       const char* readback_bytes);
 };
 
 }  // namespace models
