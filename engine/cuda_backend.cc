@@ -41,6 +41,7 @@ CudaBackend::~CudaBackend() = default;
 const models::FoxConfig& CudaBackend::config() const { return model_->config(); }
 int32_t CudaBackend::page_size() const { return model_->page_size(); }
 int64_t CudaBackend::num_pages() const { return model_->num_pages(); }
+int64_t CudaBackend::decode_graph_launches() const { return model_->decode_graph_launches(); }
 int64_t CudaBackend::page_bytes() const { return model_->page_bytes(); }
 const std::vector<double>& CudaBackend::logit_bounds() const { return model_->logit_bounds(); }
 
@@ -75,6 +76,7 @@ CudaBackend::~CudaBackend() = default;
 const models::FoxConfig& CudaBackend::config() const { std::abort(); }
 int32_t CudaBackend::page_size() const { return 0; }
 int64_t CudaBackend::num_pages() const { return 0; }
+int64_t CudaBackend::decode_graph_launches() const { return 0; }
 int64_t CudaBackend::page_bytes() const { return 0; }
 const std::vector<double>& CudaBackend::logit_bounds() const { std::abort(); }
 absl::Status CudaBackend::Forward(absl::Span<const models::ForwardItem>, std::vector<float>*) {

@@ -14,13 +14,14 @@ namespace models {
 
 using cuda_model::Check;
 using cuda_model::kDecodeChunkBlocks;
+using cuda_model::kGraphDecodeTaskBucket;
 using cuda_model::kPageSize;
 using cuda_model::MirroredSequence;
 using kernels::DeviceBuffer;
 
 absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem> items,
                                                    const std::vector<int64_t>& row_offsets,
-                                                   DeviceStep* step) {
+                                                   bool pad_decode, DeviceStep* step) {
   const FoxConfig& c = config;
   const int64_t L = c.num_hidden_layers, H = c.num_heads;
   const int64_t streams = L * H;
@@ -73,6 +74,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   };
   std::vector<Zeroed> zeroed;
   std::vector<PageRows> page_rows;
+  std::vector<std::vector<int32_t>> new_pages;  // page_rows' entries, added to the upload last
   kernels::UploadArena& up = plan_upload;
   up.Reset();
   std::vector<kernels::AcpPlanItem> plan_items(num_items);
@@ -95,7 +97,8 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
         std::copy(s.streams[st].pages.begin() + seq.uploaded_blocks,
                   s.streams[st].pages.begin() + have, pages.begin() + st * nb);
       }
-      page_rows.push_back({up.Add(pages), mirror->pages() + table0 + seq.uploaded_blocks, nb, cap});
+      new_pages.push_back(std::move(pages));
+      page_rows.push_back({0, mirror->pages() + table0 + seq.uploaded_blocks, nb, cap});
       seq.uploaded_blocks = have;
     }
     if (fresh[i]) {
@@ -144,6 +147,15 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
     plan_items[i].prefill_task_base = prefill_base[i];
     plan_items[i].decode_row_base = decode_base[i];
   }
+  step->padded_decode = pad_decode;
+  if (pad_decode) {
+    // Empty tasks (token 0, head 0; their ranges are zeroed each step) past the rows' own.
+    const size_t real = tasks.decode_token.size();
+    const size_t padded = (real + kGraphDecodeTaskBucket - 1) / kGraphDecodeTaskBucket *
+                          kGraphDecodeTaskBucket;
+    tasks.decode_token.resize(std::max<size_t>(padded, kGraphDecodeTaskBucket), 0);
+    tasks.decode_head.resize(tasks.decode_token.size(), 0);
+  }
   step->at_items = up.Add(plan_items);
   step->at_slots = up.Add(slots);
   step->at_pf = up.Add(tasks.prefill_first_token);
@@ -157,6 +169,9 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   step->prefill_tasks = static_cast<int32_t>(tasks.prefill_first_token.size());
   step->decode_tasks = static_cast<int32_t>(tasks.decode_token.size());
   step->decode_rows = static_cast<int32_t>(tasks.row_token.size());
+  // Last, so that everything above has the same offset in every step of one shape (a decode
+  // graph reads it there).
+  for (size_t r = 0; r < page_rows.size(); ++r) page_rows[r].from = up.Add(new_pages[r]);
   up.Flush(stream);
   for (const PageRows& r : page_rows) {
     const size_t row_bytes = r.blocks * sizeof(int32_t);

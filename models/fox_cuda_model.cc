@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -53,6 +54,11 @@ FoxCudaModel::FoxCudaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 FoxCudaModel::~FoxCudaModel() {
   if (impl_) impl_->stages.Summary(stderr);
+  if (impl_) {
+    for (auto& [batch, g] : impl_->decode_graphs) {
+      if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
+    }
+  }
   if (impl_ && impl_->stream) cudaStreamDestroy(impl_->stream);
 }
 
@@ -61,6 +67,7 @@ const std::vector<double>& FoxCudaModel::logit_bounds() const { return impl_->lo
 int32_t FoxCudaModel::page_size() const { return kPageSize; }
 int64_t FoxCudaModel::page_bytes() const { return kernels::CudaPageBytes(kPageSize, kernels::kCudaHeadDim); }
 int64_t FoxCudaModel::num_pages() const { return impl_->num_pages; }
+int64_t FoxCudaModel::decode_graph_launches() const { return impl_->graph_launches; }
 
 int64_t FoxCudaModel::PagesForBytes(const FoxConfig& config, int64_t bytes) {
   return bytes / kernels::CudaPageBytes(kPageSize, static_cast<int32_t>(config.head_dim));
@@ -88,6 +95,13 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
           absl::StrCat("FOXSERVE_DECODE_KERNEL must be warp or simple, got \"", decode, "\""));
     }
     impl->warp_decode = std::strcmp(decode, "warp") == 0;
+  }
+  if (const char* graphs = std::getenv("FOXSERVE_CUDA_GRAPHS"); graphs != nullptr) {
+    if (std::strcmp(graphs, "on") != 0 && std::strcmp(graphs, "off") != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("FOXSERVE_CUDA_GRAPHS must be on or off, got \"", graphs, "\""));
+    }
+    impl->use_graphs = std::strcmp(graphs, "on") == 0;
   }
   if (const char* planner = std::getenv("FOXSERVE_ACP_PLANNER"); planner != nullptr) {
     if (std::strcmp(planner, "host") != 0 && std::strcmp(planner, "device") != 0) {
@@ -152,7 +166,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
                                    std::vector<float>* logits) {
   Impl& m = *impl_;
   const FoxConfig& c = m.config;
-  const int64_t D = c.hidden_size, V = c.vocab_size;
+  const int64_t V = c.vocab_size;
   std::vector<int64_t> row_offsets;
   int64_t logit_rows = 0;
   FOXSERVE_RETURN_IF_ERROR(
@@ -166,9 +180,14 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
     m.stages.AddHost(part, part_start);
     part_start = HostClock::now();
   };
+  // A decode step (one token per item) may run as a CUDA graph (FOXSERVE_CUDA_GRAPHS=on): the
+  // setup below is the same, and the kernels of LaunchStepKernels become one graph launch.
+  const bool graph = m.use_graphs && m.device_planner && !timed &&
+                     N == static_cast<int64_t>(items.size());
 
   m.stages.Mark("step upload", m.stream);
-  // - Token bookkeeping and the embeddings.
+  // - Everything that goes up or is sized before the kernels (nothing in LaunchStepKernels
+  //   allocates or copies from the host, so it can be captured).
   std::vector<int32_t> ids, token_item, item_first, item_last, positions;
   for (size_t i = 0; i < items.size(); ++i) {
     item_first.push_back(static_cast<int32_t>(row_offsets[i]));
@@ -185,50 +204,32 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   m.item_last.Upload(item_last, m.stream);
   m.positions.Upload(positions, m.stream);
   Impl::DeviceStep step;
-  if (m.device_planner) FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, &step));
-  m.x.Resize(N * D);
-  host_part("setup");
-  m.stages.Mark("embeddings", m.stream);
-  FOXSERVE_RETURN_IF_ERROR(Check(
-      kernels::LaunchEmbeddingGather(m.ids.get(), m.embeddings.get(), N, D, m.x.get(), m.stream),
-      "embeddings"));
-
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    FOXSERVE_RETURN_IF_ERROR(
-        m.RunLayer(l, items, row_offsets, acp, m.device_planner ? &step : nullptr));
+  if (m.device_planner) {
+    FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, graph, &step));
   }
-
-  // - Final norm and the output projection of the requested rows; greedy items get their token
-  //   on the device and only the other rows come back.
   int64_t returned_rows = 0;
   std::vector<int32_t> rows;
   for (int64_t r : LogitRows(items, row_offsets, &returned_rows)) {
     rows.push_back(static_cast<int32_t>(r));
   }
-  m.stages.Mark("final norm + lm head", m.stream);
   m.rows_sel.Upload(rows, m.stream);
-  m.a.Resize(std::max<int64_t>(N, logit_rows) * D);
-  // The last layer's MLP output is still in delta (RunLayer): added to the selected rows here.
-  FOXSERVE_RETURN_IF_ERROR(Check(
-      c.num_hidden_layers > 0
-          ? kernels::LaunchAddRmsNormToBf16(m.x.get(), m.delta.get(), m.rows_sel.get(),
-                                            m.final_norm.get(), logit_rows, D,
-                                            static_cast<float>(c.norm_eps), m.a.get(), m.stream)
-          : kernels::LaunchRmsNormToBf16(m.x.get(), m.rows_sel.get(), m.final_norm.get(),
-                                         logit_rows, D, static_cast<float>(c.norm_eps), m.a.get(),
-                                         m.stream),
-      "final norm"));
-  m.logits.Resize(logit_rows * V);
-  FOXSERVE_RETURN_IF_ERROR(m.Gemm(m.a.get(), logit_rows, D, m.lm_head, V, m.logits.get()));
   const int64_t greedy_rows = logit_rows - returned_rows;
-  m.greedy.Resize(std::max<int64_t>(1, greedy_rows));
-  FOXSERVE_RETURN_IF_ERROR(Check(
-      kernels::LaunchGreedyTokens(m.logits.get() + returned_rows * V,
-                                  static_cast<int32_t>(greedy_rows), V, m.greedy.get(), m.stream),
-      "greedy tokens"));
+  m.greedy_readback.Reserve(std::max<int64_t>(1, greedy_rows) * sizeof(int32_t), 0);
+  host_part("setup");
+
+  // - The kernels: launched one by one, or as this batch size's graph.
+  if (graph) {
+    FOXSERVE_RETURN_IF_ERROR(m.LaunchDecodeGraph(items, row_offsets, acp, step, logit_rows,
+                                                 returned_rows));
+  } else {
+    FOXSERVE_RETURN_IF_ERROR(m.LaunchStepKernels(items, row_offsets, acp,
+                                                 m.device_planner ? &step : nullptr, logit_rows,
+                                                 returned_rows));
+  }
+
+  // - What comes back: greedy tokens, the plan's results, the other rows' logits.
   m.stages.Mark("readback", m.stream);
   if (greedy_rows > 0) {
-    m.greedy_readback.Reserve(greedy_rows * sizeof(int32_t), 0);
     FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(m.greedy_readback.data(), m.greedy.get(),
                                                    greedy_rows * sizeof(int32_t),
                                                    cudaMemcpyDeviceToHost, m.stream),
@@ -272,6 +273,136 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   host_part("state back");
   return absl::OkStatus();
+}
+
+absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem> items,
+                                                   const std::vector<int64_t>& row_offsets,
+                                                   const AcpOptions& acp, const DeviceStep* step,
+                                                   int64_t logit_rows, int64_t returned_rows) {
+  const FoxConfig& c = config;
+  const int64_t D = c.hidden_size, V = c.vocab_size;
+  const int64_t N = row_offsets.back();
+  x.Resize(N * D);
+  if (step != nullptr && step->padded_decode) {
+    // Padding tasks past the rows' own stay empty; the plan kernel writes the others a layer.
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemsetAsync(decode_begin.get(), 0, step->decode_tasks * sizeof(int32_t), stream),
+        "decode tasks"));
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemsetAsync(decode_end.get(), 0, step->decode_tasks * sizeof(int32_t), stream),
+        "decode tasks"));
+  }
+  stages.Mark("embeddings", stream);
+  FOXSERVE_RETURN_IF_ERROR(Check(
+      kernels::LaunchEmbeddingGather(ids.get(), embeddings.get(), N, D, x.get(), stream),
+      "embeddings"));
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    FOXSERVE_RETURN_IF_ERROR(RunLayer(l, items, row_offsets, acp, step));
+  }
+
+  // - Final norm and the output projection of the requested rows; greedy items get their token
+  //   on the device and only the other rows come back.
+  stages.Mark("final norm + lm head", stream);
+  a.Resize(std::max<int64_t>(N, logit_rows) * D);
+  // The last layer's MLP output is still in delta (RunLayer): added to the selected rows here.
+  FOXSERVE_RETURN_IF_ERROR(Check(
+      c.num_hidden_layers > 0
+          ? kernels::LaunchAddRmsNormToBf16(x.get(), delta.get(), rows_sel.get(), final_norm.get(),
+                                            logit_rows, D, static_cast<float>(c.norm_eps), a.get(),
+                                            stream)
+          : kernels::LaunchRmsNormToBf16(x.get(), rows_sel.get(), final_norm.get(), logit_rows, D,
+                                         static_cast<float>(c.norm_eps), a.get(), stream),
+      "final norm"));
+  logits.Resize(logit_rows * V);
+  FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), logit_rows, D, lm_head, V, logits.get()));
+  const int64_t greedy_rows = logit_rows - returned_rows;
+  greedy.Resize(std::max<int64_t>(1, greedy_rows));
+  return Check(kernels::LaunchGreedyTokens(logits.get() + returned_rows * V,
+                                           static_cast<int32_t>(greedy_rows), V, greedy.get(),
+                                           stream),
+               "greedy tokens");
+}
+
+std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_items,
+                                                                const AcpOptions& acp,
+                                                                const DeviceStep& step,
+                                                                int64_t logit_rows,
+                                                                int64_t returned_rows) const {
+  auto u = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
+  uint64_t eps_bits = 0;
+  static_assert(sizeof(eps_bits) == sizeof(acp.log_eps), "double is 64 bits");
+  std::memcpy(&eps_bits, &acp.log_eps, sizeof(eps_bits));
+  return {
+      // Shape: what every launch's grid and every buffer's size follow from.
+      static_cast<uintptr_t>(num_items), static_cast<uintptr_t>(logit_rows),
+      static_cast<uintptr_t>(returned_rows), static_cast<uintptr_t>(step.decode_tasks),
+      static_cast<uintptr_t>(step.decode_rows), static_cast<uintptr_t>(step.prefill_tasks),
+      static_cast<uintptr_t>(step.touched_entries), acp.enabled ? 1u : 0u,
+      static_cast<uintptr_t>(eps_bits),
+      // The step's upload and where its parts lie.
+      u(plan_upload.At<char>(0)), step.at_items, step.at_slots, step.at_pf, step.at_pn, step.at_ph,
+      step.at_dt, step.at_dh, step.at_rt, step.at_rh, step.at_rp,
+      // Every buffer a kernel of the step reads or writes.
+      u(ids.get()), u(token_item.get()), u(item_first.get()), u(item_last.get()),
+      u(positions.get()), u(rows_sel.get()), u(x.get()), u(proj.get()), u(q.get()), u(k.get()),
+      u(v.get()), u(q_norms.get()), u(k_norms.get()), u(attn.get()), u(delta.get()),
+      u(gate_up.get()), u(shift_in.get()), u(shift_out.get()), u(logits.get()), u(a.get()),
+      u(o.get()), u(mid.get()), u(pm.get()), u(pl.get()), u(pacc.get()), u(row_c.get()),
+      u(log_f.get()), u(row_c_rel.get()), u(row_page.get()), u(row_slot.get()),
+      u(prefill_start.get()), u(decode_begin.get()), u(decode_end.get()), u(row_table.get()),
+      u(stream_back.get()), u(block_back.get()), u(greedy.get()),
+      // The mirror's arrays move when it grows.
+      u(mirror->pages()), u(mirror->c_first()), u(mirror->c_last()), u(mirror->c_now()),
+      u(mirror->max_key_norm()), u(mirror->first_live_block()), u(mirror->shift())};
+}
+
+absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem> items,
+                                                   const std::vector<int64_t>& row_offsets,
+                                                   const AcpOptions& acp, const DeviceStep& step,
+                                                   int64_t logit_rows, int64_t returned_rows) {
+  const int64_t batch = static_cast<int64_t>(items.size());
+  std::vector<uintptr_t> signature =
+      DecodeGraphSignature(batch, acp, step, logit_rows, returned_rows);
+  DecodeGraph& g = decode_graphs[batch];
+  if (g.exec != nullptr && g.signature == signature) {
+    ++graph_launches;
+    return Check(cudaGraphLaunch(g.exec, stream), "decode graph");
+  }
+  if (g.last_plain != signature) {
+    // A new shape, or a buffer moved: this step runs plainly and sizes every buffer, so that the
+    // next step with this signature allocates nothing while it is captured.
+    g.last_plain = std::move(signature);
+    return LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+  }
+  cudaGraph_t graph = nullptr;
+  FOXSERVE_RETURN_IF_ERROR(
+      Check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture"));
+  const absl::Status launched =
+      LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
+  g.exec = nullptr;
+  const cudaError_t made = launched.ok() && ended == cudaSuccess
+                               ? cudaGraphInstantiate(&g.exec, graph, 0)
+                               : cudaErrorStreamCaptureInvalidated;
+  if (graph != nullptr) cudaGraphDestroy(graph);
+  if (made != cudaSuccess) {
+    // Nothing of the step ran: it runs plainly, and so does every later step (a kernel or
+    // library call that cannot be captured would fail the same way each time).
+    (void)cudaGetLastError();
+    std::fprintf(stderr, "CUDA graphs off: capturing a decode step failed (%s; %s)\n",
+                 launched.ToString().c_str(), cudaGetErrorString(ended != cudaSuccess ? ended : made));
+    use_graphs = false;
+    for (auto& [size, other] : decode_graphs) {
+      if (other.exec != nullptr) cudaGraphExecDestroy(other.exec);
+    }
+    decode_graphs.clear();
+    return LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+  }
+  g.signature = g.last_plain;
+  ++graph_launches;
+  return Check(cudaGraphLaunch(g.exec, stream), "decode graph");
 }
 
 absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardItem> items,

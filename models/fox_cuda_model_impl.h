@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -37,6 +38,9 @@ inline constexpr int32_t kPageSize = kernels::kCudaPageSize;
 // 60.2 vs 68.4 us, dense 3641 vs 3390 GB/s (fewer partials to write and merge); 4 was slower
 // still. A batch of 64 at 2k tokens keeps 3 tasks a row, enough to fill the card.
 inline constexpr int32_t kDecodeChunkBlocks = 16;
+// A decode step that runs as a CUDA graph has its split-K task count rounded up to a multiple of
+// this (the extra tasks are empty), so the graph survives sequences growing by a block.
+inline constexpr int32_t kGraphDecodeTaskBucket = 1024;
 
 inline absl::Status Check(cudaError_t e, absl::string_view what) {
   if (e == cudaSuccess) return absl::OkStatus();
@@ -91,6 +95,19 @@ struct FoxCudaModel::Impl {
   bool device_planner = true;
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
+  // Decode steps (one token per item, device planner) as one CUDA graph launch per step
+  // (FOXSERVE_CUDA_GRAPHS=on|off, read once at load). A batch size's graph is captured the second
+  // time in a row a step has the same signature (so every buffer has its size and address) and
+  // relaunched while the signature holds: the batch size, task counts, readback sizes, ACP
+  // options and the address of every buffer and upload the kernels read.
+  bool use_graphs = false;
+  struct DecodeGraph {
+    cudaGraphExec_t exec = nullptr;
+    std::vector<uintptr_t> signature;   // of the captured step
+    std::vector<uintptr_t> last_plain;  // of the last step of this size launched without it
+  };
+  std::map<int64_t, DecodeGraph> decode_graphs;  // by batch size
+  int64_t graph_launches = 0;
   std::shared_ptr<kernels::DeviceKvMirror> mirror;
   // Host threads for writing a step's results back into the sequences' host state (about 37k
   // (layer, head) streams at batch 64, each a few cache lines).
@@ -141,10 +158,22 @@ struct FoxCudaModel::Impl {
     size_t at_items = 0, at_slots = 0;
     size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_rt = 0, at_rh = 0, at_rp = 0;
     int32_t prefill_tasks = 0, decode_tasks = 0, decode_rows = 0;
+    bool padded_decode = false;  // decode_tasks rounded up with empty tasks (graph steps)
     int64_t touched_entries = 0;  // blocks of the readback, over all items and streams
     std::vector<int64_t> readback_block_base;  // per item: where its touched blocks start
   };
 
+  // Every kernel of a step, from the embeddings to the greedy tokens: no allocation (after a first
+  // step of the same shape) and no host copy, so a decode step can be captured as a graph.
+  absl::Status LaunchStepKernels(absl::Span<const ForwardItem> items,
+                                 const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                                 const DeviceStep* step, int64_t logit_rows, int64_t returned_rows);
+  absl::Status LaunchDecodeGraph(absl::Span<const ForwardItem> items,
+                                 const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
+                                 const DeviceStep& step, int64_t logit_rows, int64_t returned_rows);
+  std::vector<uintptr_t> DecodeGraphSignature(int64_t num_items, const AcpOptions& acp,
+                                              const DeviceStep& step, int64_t logit_rows,
+                                              int64_t returned_rows) const;
   absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
                         const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                         const DeviceStep* step);
@@ -153,8 +182,10 @@ struct FoxCudaModel::Impl {
                                const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                                LayerPlan* plan);
   // Device planner.
+  // pad_decode: round the decode task count up to kGraphDecodeTaskBucket (graph steps).
   absl::Status PrepareDeviceStep(absl::Span<const ForwardItem> items,
-                                 const std::vector<int64_t>& row_offsets, DeviceStep* step);
+                                 const std::vector<int64_t>& row_offsets, bool pad_decode,
+                                 DeviceStep* step);
   absl::Status PlanLayerOnDevice(int64_t l, int64_t num_items, const AcpOptions& acp,
                                  const DeviceStep& step, LayerPlan* plan);
   void ApplyDeviceStep(absl::Span<const ForwardItem> items, const DeviceStep& step,

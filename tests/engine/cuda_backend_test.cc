@@ -202,11 +202,16 @@ TEST(CudaBackendLongTest, AcpAndEvictionOnALongSequence) {
 // reads after each step (c, block metadata, pointers, tile counts) must agree.
 class PlannerRun {
  public:
-  PlannerRun(const std::string& dir, const char* planner, int64_t pages) : blocks_(pages) {
+  PlannerRun(const std::string& dir, const char* planner, int64_t pages,
+             const char* graphs = "off")
+      : blocks_(pages) {
     setenv("FOXSERVE_ACP_PLANNER", planner, 1);
+    setenv("FOXSERVE_CUDA_GRAPHS", graphs, 1);
     backend_ = LoadCuda(dir, true, pages);
     unsetenv("FOXSERVE_ACP_PLANNER");
+    unsetenv("FOXSERVE_CUDA_GRAPHS");
   }
+  const engine::CudaBackend& backend() const { return *backend_; }
   ~PlannerRun() {
     for (auto& s : states_) {
       if (s) engine::ReleasePages(blocks_, *s);
@@ -354,6 +359,60 @@ TEST(CudaBackendPlannerTest, DevicePlannerMatchesTheHostPlanner) {
   std::printf("[ measured ] device planner: %llu tiles skipped over the schedule\n",
               static_cast<unsigned long long>(skipped));
   EXPECT_GT(skipped, 0u);
+}
+
+// Decode steps as CUDA graphs run the same kernels on the same inputs as launching them one by one:
+// logits, host state and tile counts must be identical, through batch-size changes, sequences
+// crossing block boundaries (new block-table entries), the mirror growing, and a sequence
+// replaced in the batch.
+TEST(CudaBackendGraphTest, DecodeGraphsMatchPlainLaunches) {
+  std::string why;
+  if (!engine::CudaBackendAvailable(&why)) GTEST_SKIP() << "no GPU: " << why;
+  ScratchDir dir;
+  WriteFastForgettingModel("fox-pro-tiny", dir.path());
+  const int64_t pages = 4096;
+  PlannerRun plain(dir.path(), "device", pages, "off"), graphs(dir.path(), "device", pages, "on");
+  ASSERT_TRUE(plain.ok() && graphs.ok());
+  std::mt19937 rng(11);
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t(n);
+    for (int32_t& x : t) x = static_cast<int32_t>(rng() % 512);
+    return t;
+  };
+  for (size_t seq : {0, 1, 2}) {
+    plain.Start(seq, 3000);
+    graphs.Start(seq, 3000);
+  }
+  std::vector<std::vector<std::pair<size_t, std::vector<int32_t>>>> schedule;
+  schedule.push_back({{0, tokens(60)}, {1, tokens(120)}, {2, tokens(5)}});
+  // 3 decoding: sequence 0 crosses a 64-token block after 4 steps, sequence 2 after 59.
+  for (int i = 0; i < 70; ++i) schedule.push_back({{0, tokens(1)}, {1, tokens(1)}, {2, tokens(1)}});
+  // 2 decoding (another batch size), then 3 again with a new, long sequence (the mirror grows).
+  for (int i = 0; i < 10; ++i) schedule.push_back({{0, tokens(1)}, {1, tokens(1)}});
+  schedule.push_back({{0, tokens(1)}, {1, tokens(1)}, {3, tokens(1)}});
+  for (int i = 0; i < 20; ++i) schedule.push_back({{0, tokens(1)}, {1, tokens(1)}, {3, tokens(1)}});
+  for (size_t step = 0; step < schedule.size(); ++step) {
+    if (step == 81) {
+      plain.Start(3, 1 << 20);
+      graphs.Start(3, 1 << 20);
+    }
+    auto a = plain.Step(schedule[step]), b = graphs.Step(schedule[step]);
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    ASSERT_EQ(*a, *b) << "step " << step << ": logits differ";
+    for (const auto& [seq, t] : schedule[step]) {
+      const std::string where = "step " + std::to_string(step) + ", sequence " + std::to_string(seq);
+      ExpectSameHostState(plain.state(seq), graphs.state(seq), where);
+      EXPECT_EQ(plain.counters(seq).computed, graphs.counters(seq).computed) << where;
+      EXPECT_EQ(plain.counters(seq).skipped, graphs.counters(seq).skipped) << where;
+    }
+    if (::testing::Test::HasFailure()) break;
+  }
+  EXPECT_EQ(plain.backend().decode_graph_launches(), 0);
+  // Each new shape runs plainly once, is captured the second time, then replayed.
+  std::printf("[ measured ] %lld of %zu steps ran as a graph\n",
+              static_cast<long long>(graphs.backend().decode_graph_launches()), schedule.size());
+  EXPECT_GT(graphs.backend().decode_graph_launches(), 80);
 }
 
 TEST(CudaBackendShippedModelTest, ValidationLossCloseToTheTrainer) {
