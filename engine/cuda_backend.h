@@ -44,7 +44,7 @@ class CudaBackend : public ModelBackend {
   absl::Status Forward(absl::Span<const models::ForwardItem> items,
                        std::vector<float>* logits) override;
   void PoisonPages(absl::Span<const int32_t> pages) override;
-  // Decode steps run as one CUDA graph launch (FOXSERVE_CUDA_GRAPHS=on).
+  // Decode steps run as one CUDA graph launch (the default; FOXSERVE_CUDA_GRAPHS=off turns graphs off).
   int64_t decode_graph_launches() const;
 
  private:

@@ -182,7 +182,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   };
   // A decode step (one token per item) may run as a CUDA graph (FOXSERVE_CUDA_GRAPHS=on): the
   // setup below is the same, and the kernels of LaunchStepKernels become one graph launch.
-  const bool graph = m.use_graphs && m.device_planner && !timed &&
+  const bool graph = m.use_graphs && m.device_planner && !m.stages.gpu_marks() &&
                      N == static_cast<int64_t>(items.size());
 
   m.stages.Mark("step upload", m.stream);

@@ -40,7 +40,7 @@ class FoxCudaModel {
   int32_t page_size() const;
   int64_t page_bytes() const;
   int64_t num_pages() const;
-  // Decode steps run as a CUDA graph so far (FOXSERVE_CUDA_GRAPHS=on), for tests and benchmarks.
+  // Decode steps run as a CUDA graph so far (the default; FOXSERVE_CUDA_GRAPHS=off turns graphs off), for tests and benchmarks.
   int64_t decode_graph_launches() const;
   // Pages that fit in `bytes` of device memory for this model.
   static int64_t PagesForBytes(const FoxConfig& config, int64_t bytes);

@@ -96,11 +96,11 @@ struct FoxCudaModel::Impl {
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
   // Decode steps (one token per item, device planner) as one CUDA graph launch per step
-  // (FOXSERVE_CUDA_GRAPHS=on|off, read once at load). A batch size's graph is captured the second
+  // (on by default; FOXSERVE_CUDA_GRAPHS=on|off, read once at load). A batch size's graph is captured the second
   // time in a row a step has the same signature (so every buffer has its size and address) and
   // relaunched while the signature holds: the batch size, task counts, readback sizes, ACP
   // options and the address of every buffer and upload the kernels read.
-  bool use_graphs = false;
+  bool use_graphs = true;
   struct DecodeGraph {
     cudaGraphExec_t exec = nullptr;
     std::vector<uintptr_t> signature;   // of the captured step
@@ -136,7 +136,7 @@ struct FoxCudaModel::Impl {
   kernels::DeviceBuffer<int32_t> greedy;
   kernels::PinnedBytes greedy_readback;
   // FOXSERVE_PROFILE_STAGES=1: GPU time per stage, printed when the model is destroyed.
-  kernels::StageTimer stages{std::getenv("FOXSERVE_PROFILE_STAGES") != nullptr};
+  kernels::StageTimer stages{std::getenv("FOXSERVE_PROFILE_STAGES")};
 
   absl::Status Gemm(const __nv_bfloat16* x_in, int64_t m, int64_t k_dim,
                     const kernels::DeviceBuffer<__nv_bfloat16>& w, int64_t n, float* y) {

@@ -1,5 +1,6 @@
 // GPU time per named stage of a forward step, for finding where a step goes
-// (FOXSERVE_PROFILE_STAGES=1 in the CUDA model; off, Mark is one branch). Events are recorded on
+// (FOXSERVE_PROFILE_STAGES=1 in the CUDA model; off, Mark is one branch; =host times only the
+// host parts, so decode steps still run as CUDA graphs, which GPU marks would split). Events are recorded on
 // the stream between stages; the elapsed times are collected at the step's synchronization, so
 // the profile adds no synchronization of its own. Summary() prints a table per kind of step:
 // stage, ms a step, share of the step. Gaps where the GPU waits for the host count toward the
@@ -24,7 +25,11 @@ namespace kernels {
 
 class StageTimer {
  public:
-  explicit StageTimer(bool enabled) : enabled_(enabled) {}
+  // `profile`: the FOXSERVE_PROFILE_STAGES value (null: off; "host": host parts only; any other
+  // value: host parts and GPU marks).
+  explicit StageTimer(const char* profile)
+      : enabled_(profile != nullptr),
+        gpu_marks_(profile != nullptr && std::string(profile) != "host") {}
   ~StageTimer() {
     for (cudaEvent_t e : pool_) cudaEventDestroy(e);
   }
@@ -32,9 +37,10 @@ class StageTimer {
   StageTimer& operator=(const StageTimer&) = delete;
 
   bool enabled() const { return enabled_; }
+  bool gpu_marks() const { return gpu_marks_; }
   // Ends the previous stage and starts `stage` (a string literal) at this point of the stream.
   void Mark(const char* stage, cudaStream_t stream) {
-    if (!enabled_) return;
+    if (!gpu_marks_) return;
     if (used_ == pool_.size()) {
       cudaEvent_t e;
       cudaEventCreate(&e);
@@ -48,6 +54,10 @@ class StageTimer {
   // ("decode", "prefill": each kind gets its own table).
   void Collect(const char* kind) {
     if (!enabled_) return;
+    if (!gpu_marks_) {
+      ++kinds_[kind].steps;
+      return;
+    }
     Kind& k = kinds_[kind];
     for (size_t i = 0; i + 1 < used_; ++i) {
       float ms = 0;
@@ -74,6 +84,10 @@ class StageTimer {
       for (const auto& [part, ms] : host_) std::fprintf(out, "  %-22s %9.3f\n", part.c_str(), ms / steps);
     }
     for (const auto& [kind, k] : kinds_) {
+      if (!gpu_marks_) {
+        std::fprintf(out, "%s steps: %lld\n", kind.c_str(), k.steps);
+        continue;
+      }
       double all = 0;
       std::vector<std::pair<double, std::string>> rows;
       for (const auto& [name, ms] : k.totals) {
@@ -92,6 +106,7 @@ class StageTimer {
 
  private:
   const bool enabled_;
+  const bool gpu_marks_;
   std::vector<cudaEvent_t> pool_;
   std::vector<const char*> marks_;
   size_t used_ = 0;
