@@ -40,6 +40,19 @@ DeviceBuffer<float> ToDevice(const std::vector<float>& v) {
   return d;
 }
 
+// A start-up A/B switch: the environment variable `name` unset leaves *value as it is; set, it
+// must be `on` (true) or `off` (false).
+absl::Status ReadSwitch(const char* name, const char* on, const char* off, bool* value) {
+  const char* set = std::getenv(name);
+  if (set == nullptr) return absl::OkStatus();
+  if (std::strcmp(set, on) != 0 && std::strcmp(set, off) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " must be ", on, " or ", off, ", got \"", set, "\""));
+  }
+  *value = std::strcmp(set, on) == 0;
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool CudaDeviceAvailable(std::string* why) {
@@ -89,27 +102,10 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->config = c;
   impl->ip = w->in_proj;
   impl->logit_bounds = ComputeLogitBounds(*w);
-  if (const char* decode = std::getenv("FOXSERVE_DECODE_KERNEL"); decode != nullptr) {
-    if (std::strcmp(decode, "warp") != 0 && std::strcmp(decode, "simple") != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("FOXSERVE_DECODE_KERNEL must be warp or simple, got \"", decode, "\""));
-    }
-    impl->warp_decode = std::strcmp(decode, "warp") == 0;
-  }
-  if (const char* graphs = std::getenv("FOXSERVE_CUDA_GRAPHS"); graphs != nullptr) {
-    if (std::strcmp(graphs, "on") != 0 && std::strcmp(graphs, "off") != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("FOXSERVE_CUDA_GRAPHS must be on or off, got \"", graphs, "\""));
-    }
-    impl->use_graphs = std::strcmp(graphs, "on") == 0;
-  }
-  if (const char* planner = std::getenv("FOXSERVE_ACP_PLANNER"); planner != nullptr) {
-    if (std::strcmp(planner, "host") != 0 && std::strcmp(planner, "device") != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("FOXSERVE_ACP_PLANNER must be host or device, got \"", planner, "\""));
-    }
-    impl->device_planner = std::strcmp(planner, "device") == 0;
-  }
+  FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
+  FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
+  FOXSERVE_RETURN_IF_ERROR(
+      ReadSwitch("FOXSERVE_ACP_PLANNER", "device", "host", &impl->device_planner));
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamCreate(&impl->stream), "cudaStreamCreate"));
   const kernels::CublasLtLibrary* cublaslt = kernels::OpenCublasLt(&why);
   if (cublaslt == nullptr) return absl::FailedPreconditionError(why);
@@ -268,10 +264,10 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
       if (item.greedy_token != nullptr) *item.greedy_token = tokens[g++];
     }
   }
-  m.stages.Collect(N == static_cast<int64_t>(items.size()) ? "decode" : "prefill");
   if (m.device_planner) m.ApplyDeviceStep(items, step, m.step_readback.data());
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   host_part("state back");
+  m.stages.Collect(N == static_cast<int64_t>(items.size()) ? "decode" : "prefill");
   return absl::OkStatus();
 }
 

@@ -52,13 +52,16 @@ class StageTimer {
   }
   // After the stream has passed every mark: adds the step's stage times to the steps of `kind`
   // ("decode", "prefill": each kind gets its own table).
+  // The host parts added since the last Collect go to this step's kind too.
   void Collect(const char* kind) {
     if (!enabled_) return;
+    Kind& k = kinds_[kind];
+    for (const auto& [part, ms] : pending_host_) k.host[part] += ms;
+    pending_host_.clear();
     if (!gpu_marks_) {
-      ++kinds_[kind].steps;
+      ++k.steps;
       return;
     }
-    Kind& k = kinds_[kind];
     for (size_t i = 0; i + 1 < used_; ++i) {
       float ms = 0;
       cudaEventElapsedTime(&ms, pool_[i], pool_[i + 1]);
@@ -69,19 +72,22 @@ class StageTimer {
     ++k.steps;
   }
   // Host wall time of a part of the step since `since` (the CPU work between and around the
-  // GPU's marks, which the events cannot see); printed per step of any kind.
+  // GPU's marks, which the events cannot see); counted toward the kind of the next Collect.
   void AddHost(const char* part, std::chrono::steady_clock::time_point since) {
     if (!enabled_) return;
-    host_[part] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
+    pending_host_[part] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since)
                        .count();
   }
   void Summary(FILE* out) const {
     if (!enabled_) return;
-    long long steps = 0;
-    for (const auto& [kind, k] : kinds_) steps += k.steps;
-    if (steps > 0 && !host_.empty()) {
-      std::fprintf(out, "forward host parts over %lld steps (wall ms a step)\n", steps);
-      for (const auto& [part, ms] : host_) std::fprintf(out, "  %-22s %9.3f\n", part.c_str(), ms / steps);
+    for (const auto& [kind, k] : kinds_) {
+      if (k.steps > 0 && !k.host.empty()) {
+        std::fprintf(out, "%s steps: forward host parts over %lld steps (wall ms a step)\n",
+                     kind.c_str(), k.steps);
+        for (const auto& [part, ms] : k.host) {
+          std::fprintf(out, "  %-22s %9.3f\n", part.c_str(), ms / k.steps);
+        }
+      }
     }
     for (const auto& [kind, k] : kinds_) {
       if (!gpu_marks_) {
@@ -112,10 +118,11 @@ class StageTimer {
   size_t used_ = 0;
   struct Kind {
     std::map<std::string, double> totals;
+    std::map<std::string, double> host;
     long long steps = 0;
   };
   std::map<std::string, Kind> kinds_;
-  std::map<std::string, double> host_;
+  std::map<std::string, double> pending_host_;
 };
 
 }  // namespace kernels
