@@ -142,7 +142,12 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
       static_cast<int32_t>(c.num_hidden_layers * c.num_heads),
       static_cast<int32_t>(c.num_hidden_layers * 2 * c.hidden_size), impl->stream);
   impl->embeddings = ToBf16(w->embeddings);
-  impl->lm_head = ToBf16(w->output_embeddings());
+  impl->lm_rows = (c.vocab_size + 63) / 64 * 64;
+  {
+    std::vector<float> padded(impl->lm_rows * c.hidden_size, 0.0f);
+    std::copy(w->output_embeddings().begin(), w->output_embeddings().end(), padded.begin());
+    impl->lm_head = ToBf16(padded);
+  }
   impl->final_norm = ToDevice(w->final_norm);
   impl->num_pages = num_pages;
   impl->pool.Resize(num_pages * kernels::CudaPageBytes(kPageSize, kernels::kCudaHeadDim));
@@ -248,10 +253,11 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   // allocation a step cost page faults).
   logits->resize(returned_rows * V);
   if (returned_rows > 0) {
-    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(logits->data(), m.logits.get(),
-                                                   returned_rows * V * sizeof(float),
-                                                   cudaMemcpyDeviceToHost, m.stream),
-                                   "logits readback"));
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpy2DAsync(logits->data(), V * sizeof(float), m.logits.get(),
+                          m.lm_rows * sizeof(float), V * sizeof(float), returned_rows,
+                          cudaMemcpyDeviceToHost, m.stream),
+        "logits readback"));
   }
   m.stages.Mark("end", m.stream);
   host_part("launches");
@@ -310,13 +316,13 @@ absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem>
           : kernels::LaunchRmsNormToBf16(x.get(), rows_sel.get(), final_norm.get(), logit_rows, D,
                                          static_cast<float>(c.norm_eps), a.get(), stream),
       "final norm"));
-  logits.Resize(logit_rows * V);
-  FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), logit_rows, D, lm_head, V, logits.get()));
+  logits.Resize(logit_rows * lm_rows);
+  FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), logit_rows, D, lm_head, lm_rows, logits.get()));
   const int64_t greedy_rows = logit_rows - returned_rows;
   greedy.Resize(std::max<int64_t>(1, greedy_rows));
-  return Check(kernels::LaunchGreedyTokens(logits.get() + returned_rows * V,
-                                           static_cast<int32_t>(greedy_rows), V, greedy.get(),
-                                           stream),
+  return Check(kernels::LaunchGreedyTokens(logits.get() + returned_rows * lm_rows,
+                                           static_cast<int32_t>(greedy_rows), V, lm_rows,
+                                           greedy.get(), stream),
                "greedy tokens");
 }
 

@@ -83,7 +83,12 @@ struct FoxCudaModel::Impl {
   InProjLayout ip;
   std::vector<double> logit_bounds;
   std::vector<Layer> layers;
-  kernels::DeviceBuffer<__nv_bfloat16> embeddings, lm_head;
+  kernels::DeviceBuffer<__nv_bfloat16> embeddings;
+  // The output projection with zero rows up to lm_rows (a multiple of 64): cuBLASLt streams an
+  // odd vocabulary's weight (50257 rows) at a quarter of the rate it streams the padded one at
+  // 16-128 rows (bench/gemm_bench). Logit rows are lm_rows floats apart on the device.
+  kernels::DeviceBuffer<__nv_bfloat16> lm_head;
+  int64_t lm_rows = 0;
   kernels::DeviceBuffer<float> final_norm;
   kernels::DeviceBuffer<uint8_t> pool;
   int64_t num_pages = 0;

@@ -172,11 +172,13 @@ __device__ __forceinline__ bool Better(float v, int64_t i, float bv, int64_t bi)
 }
 
 __global__ void __launch_bounds__(kGreedyThreads) GreedyTokensKernel(const float* logits,
-                                                                     int64_t vocab, int32_t* out) {
+                                                                     int64_t vocab,
+                                                                     int64_t row_stride,
+                                                                     int32_t* out) {
   __shared__ float best_v[kGreedyThreads / 32];
   __shared__ int64_t best_i[kGreedyThreads / 32];
   __shared__ int bad_s;
-  const float* row = logits + blockIdx.x * vocab;
+  const float* row = logits + blockIdx.x * row_stride;
   if (threadIdx.x == 0) bad_s = 0;
   __syncthreads();
   float bv = -INFINITY;
@@ -279,10 +281,10 @@ cudaError_t LaunchGatedActivation(const float* gate_up, int64_t n, int64_t inter
   return cudaGetLastError();
 }
 
-cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab, int32_t* out,
-                               cudaStream_t stream) {
+cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab,
+                               int64_t row_stride, int32_t* out, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  GreedyTokensKernel<<<rows, kGreedyThreads, 0, stream>>>(logits, vocab, out);
+  GreedyTokensKernel<<<rows, kGreedyThreads, 0, stream>>>(logits, vocab, row_stride, out);
   return cudaGetLastError();
 }
 

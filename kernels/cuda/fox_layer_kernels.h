@@ -74,11 +74,11 @@ cudaError_t LaunchOutputNormGate(const OutputGateParams& p, cudaStream_t stream)
 cudaError_t LaunchGatedActivation(const float* gate_up, int64_t n, int64_t inter, bool silu,
                                   __nv_bfloat16* out, cudaStream_t stream);
 
-// Greedy sampling on the device: out[r] = the index of the largest of logits [rows][vocab] row r
-// (the lowest index among ties), or -1 when the row holds a value that is not finite; as
-// models::GreedyToken on the host.
-cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab, int32_t* out,
-                               cudaStream_t stream);
+// Greedy sampling on the device: out[r] = the index of the largest of the first `vocab` logits of
+// row r of [rows][row_stride] (the lowest index among ties), or -1 when one of them is not
+// finite; as models::GreedyToken on the host.
+cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab,
+                               int64_t row_stride, int32_t* out, cudaStream_t stream);
 
 // Fills `count` floats with NaN (poisoning freed KV pages in tests).
 cudaError_t LaunchFillNan(float* data, int64_t count, cudaStream_t stream);
