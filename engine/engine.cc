@@ -75,12 +75,6 @@ Engine::~Engine() {
   profile_.Summary(stderr);
 }
 
-int64_t Engine::num_evicted_pages() const {
-  int64_t n = 0;
-  for (const auto& [id, seq] : sequences_) n += seq->kv->num_evicted_pages();
-  return n;
-}
-
 std::vector<RequestKvReport> Engine::InspectKv(const std::string& request_id) const {
   std::vector<RequestKvReport> reports;
   for (const auto& [id, seq] : sequences_) {
@@ -221,6 +215,7 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
     observer_->OnRequestFinished(stats);
   }
   if (seq->sink != nullptr) seq->sink->OnOutput(std::move(output));
+  evicted_pages_ -= seq->evicted_pages;
   scheduler_.Remove(seq);
   sequences_.erase(seq->id);
 }
@@ -322,6 +317,10 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   stats.num_layers = L;
   stats.num_heads = H;
   stats.num_preempted = static_cast<int64_t>(plan.preempted.size());
+  for (Sequence* seq : plan.preempted) {  // their pages, evicted ones included, were released
+    evicted_pages_ -= seq->evicted_pages;
+    seq->evicted_pages = 0;
+  }
   stats.num_batched_tokens = plan.num_batched_tokens;
 
   std::vector<models::ForwardItem> items;
@@ -375,7 +374,11 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
         const models::AcpCounters& c = step_counters_[i];
         plan.chunks[i].sequence->acp.Add(c);
         if (options_.evict_dead_pages) {
-          stats.num_evicted += EvictDeadPages(blocks_, *plan.chunks[i].sequence->kv);
+          Sequence* seq = plan.chunks[i].sequence;
+          const int64_t freed = EvictDeadPages(blocks_, *seq->kv);
+          seq->evicted_pages += freed;
+          evicted_pages_ += freed;
+          stats.num_evicted += freed;
         }
         const size_t base = static_cast<size_t>(phases[i]) * L * H;
         for (int64_t j = 0; j < L * H; ++j) {

@@ -64,8 +64,9 @@ class Engine {
   int64_t num_waiting() const { return scheduler_.waiting().size(); }
   const KvBlockManager& blocks() const { return blocks_; }
   int64_t page_bytes() const { return backend_->page_bytes(); }
-  // Pages that ACP eviction has freed from the sequences in the engine.
-  int64_t num_evicted_pages() const;
+  // Pages that ACP eviction has freed from the sequences in the engine (kept as a running total:
+  // summing the streams of every sequence, twice a step, cost a batch-64 step 0.2 ms).
+  int64_t num_evicted_pages() const { return evicted_pages_; }
   // The cache of every request in the engine whose client request_id is `request_id` (several
   // requests may share one), or of every request when it is empty.
   std::vector<RequestKvReport> InspectKv(const std::string& request_id) const;
@@ -101,6 +102,7 @@ class Engine {
   Scheduler scheduler_;
   std::map<uint64_t, std::unique_ptr<Sequence>> sequences_;
   bool healthy_ = true;
+  int64_t evicted_pages_ = 0;  // the sum of the sequences' evicted_pages
   std::vector<float> logits_;
   std::vector<models::AcpCounters> step_counters_;
   std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path

@@ -43,6 +43,7 @@ struct Sequence {
   StopStringMatcher stop_strings;
   SequenceStatus status = SequenceStatus::kWaiting;
   models::AcpCounters acp;  // this request's ACP blocks
+  int64_t evicted_pages = 0;  // pages of kv freed by ACP eviction (0 again after preemption)
   int64_t num_preemptions = 0;
   std::optional<Clock::time_point> first_token_time;
   Clock::time_point last_token_time;

@@ -437,19 +437,28 @@ __global__ void MergePartialsKernel(CudaAttentionRows rows, CudaDecodeTasks task
   rows.out[static_cast<int64_t>(t) * rows.num_heads * D + h * D + i] = acc / l;
 }
 
-__global__ void AppendKvKernel(CudaKvPool pool, const float* k, const float* v, const int32_t* page,
-                               const int32_t* slot, const float* c_rel, int32_t num_heads) {
-  const int row = blockIdx.x;  // token * H + head
-  const int i = threadIdx.x;   // head_dim lane
+// One warp per (token, head) row, two dimensions a lane: 8-byte loads and 4-byte stores. (A CTA
+// of 64 threads a row, one element each, ran at about a quarter of the copy bandwidth.)
+constexpr int kAppendWarps = 8;
+static_assert(D == 64, "a lane appends dimensions 2 * lane and 2 * lane + 1");
+
+__global__ void __launch_bounds__(32 * kAppendWarps)
+    AppendKvKernel(CudaKvPool pool, const float* k, const float* v, const int32_t* page,
+                   const int32_t* slot, const float* c_rel, int32_t num_rows, int32_t num_heads) {
+  const int row = blockIdx.x * kAppendWarps + threadIdx.x / 32;  // token * H + head
+  if (row >= num_rows) return;
+  const int lane = threadIdx.x % 32;
   const int t = row / num_heads, h = row % num_heads;
   uint8_t* base = pool.data + static_cast<int64_t>(page[row]) * kPageBytes;
-  __nv_bfloat16* k_dst = reinterpret_cast<__nv_bfloat16*>(base);
-  __nv_bfloat16* v_dst = reinterpret_cast<__nv_bfloat16*>(base + 2LL * PS * D);
-  float* c_dst = reinterpret_cast<float*>(base + 4LL * PS * D);
-  const int64_t src = static_cast<int64_t>(t) * num_heads * D + h * D + i;
-  k_dst[slot[row] * D + i] = __float2bfloat16(k[src]);
-  v_dst[slot[row] * D + i] = __float2bfloat16(v[src]);
-  if (i == 0) c_dst[slot[row]] = c_rel[row];
+  const int s = slot[row];
+  auto* k_dst = reinterpret_cast<__nv_bfloat162*>(base) + (s * D) / 2 + lane;
+  auto* v_dst = reinterpret_cast<__nv_bfloat162*>(base + 2LL * PS * D) + (s * D) / 2 + lane;
+  const int64_t src = static_cast<int64_t>(t) * num_heads * D + h * D + 2 * lane;
+  const float2 kk = *reinterpret_cast<const float2*>(k + src);
+  const float2 vv = *reinterpret_cast<const float2*>(v + src);
+  *k_dst = __floats2bfloat162_rn(kk.x, kk.y);
+  *v_dst = __floats2bfloat162_rn(vv.x, vv.y);
+  if (lane == 0) reinterpret_cast<float*>(base + 4LL * PS * D)[s] = c_rel[row];
 }
 
 }  // namespace
@@ -487,7 +496,9 @@ cudaError_t LaunchAppendKv(const CudaKvPool& pool, const float* k, const float* 
                            int32_t num_tokens, int32_t num_heads, cudaStream_t stream) {
   if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
   if (num_tokens == 0) return cudaSuccess;
-  AppendKvKernel<<<num_tokens * num_heads, D, 0, stream>>>(pool, k, v, page, slot, c_rel, num_heads);
+  const int32_t rows = num_tokens * num_heads;
+  AppendKvKernel<<<(rows + kAppendWarps - 1) / kAppendWarps, 32 * kAppendWarps, 0, stream>>>(
+      pool, k, v, page, slot, c_rel, rows, num_heads);
   return cudaGetLastError();
 }
 
