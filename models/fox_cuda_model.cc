@@ -183,7 +183,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   };
   // A decode step (one token per item) may run as a CUDA graph (FOXSERVE_CUDA_GRAPHS=on): the
   // setup below is the same, and the kernels of LaunchStepKernels become one graph launch.
-  const bool graph = m.use_graphs && m.device_planner && !m.stages.gpu_marks() &&
+  const bool graph = m.use_graphs && m.device_planner &&
                      N == static_cast<int64_t>(items.size());
 
   m.stages.Mark("step upload", m.stream);
@@ -369,6 +369,7 @@ absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem>
   DecodeGraph& g = decode_graphs[batch];
   if (g.exec != nullptr && g.signature == signature) {
     ++graph_launches;
+    stages.Replay(g.marks);
     return Check(cudaGraphLaunch(g.exec, stream), "decode graph");
   }
   if (g.last_plain != signature) {
@@ -380,8 +381,10 @@ absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem>
   cudaGraph_t graph = nullptr;
   FOXSERVE_RETURN_IF_ERROR(
       Check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture"));
+  stages.BeginCapture(&g.marks);
   const absl::Status launched =
       LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+  stages.EndCapture();
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
   if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
   g.exec = nullptr;
@@ -404,6 +407,7 @@ absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem>
   }
   g.signature = g.last_plain;
   ++graph_launches;
+  stages.Replay(g.marks);
   return Check(cudaGraphLaunch(g.exec, stream), "decode graph");
 }
 

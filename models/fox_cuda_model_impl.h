@@ -110,6 +110,7 @@ struct FoxCudaModel::Impl {
     cudaGraphExec_t exec = nullptr;
     std::vector<uintptr_t> signature;   // of the captured step
     std::vector<uintptr_t> last_plain;  // of the last step of this size launched without it
+    kernels::StageTimer::GraphMarks marks;  // FOXSERVE_PROFILE_STAGES: the graph's stage marks
   };
   std::map<int64_t, DecodeGraph> decode_graphs;  // by batch size
   int64_t graph_launches = 0;

@@ -1,10 +1,10 @@
 // GPU time per named stage of a forward step, for finding where a step goes
 // (FOXSERVE_PROFILE_STAGES=1 in the CUDA model; off, Mark is one branch; =host times only the
-// host parts, so decode steps still run as CUDA graphs, which GPU marks would split). Events are recorded on
-// the stream between stages; the elapsed times are collected at the step's synchronization, so
-// the profile adds no synchronization of its own. Summary() prints a table per kind of step:
-// stage, ms a step, share of the step. Gaps where the GPU waits for the host count toward the
-// stage whose launch was late.
+// host parts). Events are recorded on the stream between stages; the elapsed times are collected
+// at the step's synchronization, so the profile adds no synchronization of its own. Marks inside
+// a captured CUDA graph become event nodes that record at each launch of the graph. Summary()
+// prints a table per kind of step: stage, ms a step, share of the step. Gaps where the GPU waits
+// for the host count toward the stage whose launch was late.
 //
 // Not thread-safe; one timer per stream.
 #ifndef FOXSERVE_KERNELS_CUDA_STAGE_TIMER_H_
@@ -25,6 +25,23 @@ namespace kernels {
 
 class StageTimer {
  public:
+  // The marks a captured CUDA graph records each time it runs: their events belong to the graph
+  // (recorded as event nodes), not to the timer's per-step pool.
+  struct GraphMarks {
+    std::vector<std::pair<const char*, cudaEvent_t>> marks;
+    GraphMarks() = default;
+    GraphMarks(const GraphMarks&) = delete;
+    GraphMarks& operator=(const GraphMarks&) = delete;
+    GraphMarks(GraphMarks&& other) noexcept : marks(std::move(other.marks)) {}
+    GraphMarks& operator=(GraphMarks&& other) noexcept {
+      std::swap(marks, other.marks);
+      return *this;
+    }
+    ~GraphMarks() {
+      for (auto& [name, e] : marks) cudaEventDestroy(e);
+    }
+  };
+
   // `profile`: the FOXSERVE_PROFILE_STAGES value (null: off; "host": host parts only; any other
   // value: host parts and GPU marks).
   explicit StageTimer(const char* profile)
@@ -39,37 +56,55 @@ class StageTimer {
   bool enabled() const { return enabled_; }
   bool gpu_marks() const { return gpu_marks_; }
   // Ends the previous stage and starts `stage` (a string literal) at this point of the stream.
+  // Between BeginCapture and EndCapture the mark becomes an event node of the captured graph.
   void Mark(const char* stage, cudaStream_t stream) {
     if (!gpu_marks_) return;
+    if (capturing_ != nullptr) {
+      cudaEvent_t e;
+      cudaEventCreate(&e);
+      cudaEventRecordWithFlags(e, stream, cudaEventRecordExternal);
+      capturing_->marks.emplace_back(stage, e);
+      return;
+    }
     if (used_ == pool_.size()) {
       cudaEvent_t e;
       cudaEventCreate(&e);
       pool_.push_back(e);
     }
     cudaEventRecord(pool_[used_], stream);
-    marks_.push_back(stage);
+    marks_.emplace_back(stage, pool_[used_]);
     ++used_;
   }
+  // The marks of a graph being captured go to `graph` (kept by the caller with the graph), and
+  // count toward this step as they do toward every step that launches the graph (Replay).
+  void BeginCapture(GraphMarks* graph) {
+    if (!gpu_marks_) return;
+    graph->marks.clear();
+    capturing_ = graph;
+  }
+  void EndCapture() { capturing_ = nullptr; }
+  // A launch of a graph whose marks are `graph`: they take their place among the step's marks.
+  void Replay(const GraphMarks& graph) {
+    if (!gpu_marks_) return;
+    marks_.insert(marks_.end(), graph.marks.begin(), graph.marks.end());
+  }
   // After the stream has passed every mark: adds the step's stage times to the steps of `kind`
-  // ("decode", "prefill": each kind gets its own table).
-  // The host parts added since the last Collect go to this step's kind too.
+  // ("decode", "prefill": each kind gets its own table). The host parts added since the last
+  // Collect go to this step's kind too.
   void Collect(const char* kind) {
     if (!enabled_) return;
     Kind& k = kinds_[kind];
     for (const auto& [part, ms] : pending_host_) k.host[part] += ms;
     pending_host_.clear();
-    if (!gpu_marks_) {
-      ++k.steps;
-      return;
-    }
-    for (size_t i = 0; i + 1 < used_; ++i) {
+    ++k.steps;
+    if (!gpu_marks_) return;
+    for (size_t i = 0; i + 1 < marks_.size(); ++i) {
       float ms = 0;
-      cudaEventElapsedTime(&ms, pool_[i], pool_[i + 1]);
-      k.totals[marks_[i]] += ms;
+      cudaEventElapsedTime(&ms, marks_[i].second, marks_[i + 1].second);
+      k.totals[marks_[i].first] += ms;
     }
     used_ = 0;
     marks_.clear();
-    ++k.steps;
   }
   // Host wall time of a part of the step since `since` (the CPU work between and around the
   // GPU's marks, which the events cannot see); counted toward the kind of the next Collect.
@@ -114,8 +149,9 @@ class StageTimer {
   const bool enabled_;
   const bool gpu_marks_;
   std::vector<cudaEvent_t> pool_;
-  std::vector<const char*> marks_;
-  size_t used_ = 0;
+  size_t used_ = 0;  // pool_ events recorded this step
+  std::vector<std::pair<const char*, cudaEvent_t>> marks_;  // this step's, in stream order
+  GraphMarks* capturing_ = nullptr;
   struct Kind {
     std::map<std::string, double> totals;
     std::map<std::string, double> host;
