@@ -434,21 +434,15 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   proj.Resize(N * P);
   FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), N, D, w.in_proj, P, proj.get()));
   stages.Mark("shift + prep", stream);
-  shift_in.Resize(num_items * 2 * D);
-  shift_out.Resize(num_items * 2 * D);
-  // The token-shift state of each item: from its mirror slot (row slot * layers + l of width
-  // 2D), or from the host.
+  // The token-shift state of each item: read from and written back to its mirror slot (row
+  // slot * layers + l of width 2D) by the kernels, or from the host through shift_in/shift_out.
   float* const mirror_shift = step != nullptr ? mirror->shift() + l * 2 * D : nullptr;
   const int32_t* const item_slots =
       step != nullptr ? plan_upload.At<int32_t>(step->at_slots) : nullptr;
   const int64_t slot_stride = c.num_hidden_layers * 2 * D;
-  if (step != nullptr) {
-    FOXSERVE_RETURN_IF_ERROR(Check(
-        kernels::LaunchCopyRows(mirror_shift, item_slots, slot_stride, shift_in.get(), nullptr,
-                                2 * D, static_cast<int32_t>(num_items),
-                                static_cast<int32_t>(2 * D), stream),
-        "shift state"));
-  } else {
+  if (step == nullptr) {
+    shift_in.Resize(num_items * 2 * D);
+    shift_out.Resize(num_items * 2 * D);
     std::vector<float> shift_host(num_items * 2 * D, 0.0f);
     for (int64_t i = 0; i < num_items; ++i) {
       const SequenceKvState& s = *items[i].state;
@@ -477,7 +471,9 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   prep.qk_norm_shared = c.qk_norm_share_param_across_head;
   prep.token_item = token_item.get();
   prep.item_first_token = item_first.get();
-  prep.prev_shift = shift_in.get();
+  prep.prev_shift = step != nullptr ? mirror_shift : shift_in.get();
+  prep.prev_shift_rows = item_slots;
+  prep.prev_shift_stride = slot_stride;
   prep.num_tokens = static_cast<int32_t>(N);
   prep.num_heads = static_cast<int32_t>(H);
   prep.hidden = static_cast<int32_t>(D);
@@ -491,18 +487,14 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
       kernels::LaunchGatherShiftState(proj.get(), P, static_cast<int32_t>(ip.k),
                                       static_cast<int32_t>(ip.v), item_last.get(),
                                       static_cast<int32_t>(num_items), static_cast<int32_t>(D),
-                                      shift_out.get(), stream),
+                                      step != nullptr ? mirror_shift : shift_out.get(),
+                                      item_slots, slot_stride, stream),
       "shift state"));
 
   // - The plan: c, block metadata, ACP starts, attention tasks.
   stages.Mark("plan", stream);
   LayerPlan plan;
   if (step != nullptr) {
-    FOXSERVE_RETURN_IF_ERROR(Check(
-        kernels::LaunchCopyRows(shift_out.get(), nullptr, 2 * D, mirror_shift, item_slots,
-                                slot_stride, static_cast<int32_t>(num_items),
-                                static_cast<int32_t>(2 * D), stream),
-        "shift state"));
     FOXSERVE_RETURN_IF_ERROR(PlanLayerOnDevice(l, num_items, acp, *step, &plan));
   } else {
     FOXSERVE_RETURN_IF_ERROR(PlanLayerOnHost(l, items, row_offsets, acp, &plan));

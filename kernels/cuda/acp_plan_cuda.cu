@@ -178,30 +178,12 @@ __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
   p.streams[(int64_t{i} * p.num_layers + p.layer) * H + h] = back;
 }
 
-__global__ void CopyRowsKernel(const float* src, const int32_t* src_rows, int64_t src_stride,
-                               float* dst, const int32_t* dst_rows, int64_t dst_stride,
-                               int32_t width) {
-  const int i = blockIdx.x;
-  const float* from = src + (src_rows != nullptr ? src_rows[i] : i) * src_stride;
-  float* to = dst + (dst_rows != nullptr ? dst_rows[i] : i) * dst_stride;
-  for (int e = threadIdx.x; e < width; e += blockDim.x) to[e] = from[e];
-}
-
 }  // namespace
 
 cudaError_t LaunchAcpPlan(const AcpPlanParams& p, cudaStream_t stream) {
   const int64_t ctas = int64_t{p.num_items} * p.num_heads;
   if (ctas == 0) return cudaSuccess;
   AcpPlanKernel<<<static_cast<unsigned>(ctas), kPlanThreads, 0, stream>>>(p);
-  return cudaGetLastError();
-}
-
-cudaError_t LaunchCopyRows(const float* src, const int32_t* src_rows, int64_t src_stride,
-                           float* dst, const int32_t* dst_rows, int64_t dst_stride, int32_t count,
-                           int32_t width, cudaStream_t stream) {
-  if (count == 0) return cudaSuccess;
-  CopyRowsKernel<<<count, 256, 0, stream>>>(src, src_rows, src_stride, dst, dst_rows, dst_stride,
-                                            width);
   return cudaGetLastError();
 }
 

@@ -87,13 +87,6 @@ struct AcpPlanParams {
 
 cudaError_t LaunchAcpPlan(const AcpPlanParams& p, cudaStream_t stream);
 
-// dst + dst_rows[i] * dst_stride <- src + src_rows[i] * src_stride, `width` floats, for i <
-// count (a null row array means row i): moves the token-shift state between the mirror's slots
-// and the batch's items.
-cudaError_t LaunchCopyRows(const float* src, const int32_t* src_rows, int64_t src_stride,
-                           float* dst, const int32_t* dst_rows, int64_t dst_stride, int32_t count,
-                           int32_t width, cudaStream_t stream);
-
 }  // namespace kernels
 }  // namespace foxserve
 

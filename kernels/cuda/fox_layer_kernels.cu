@@ -67,7 +67,10 @@ __global__ void AttentionPrepKernel(AttentionPrepParams p) {
   const bool first = t == p.item_first_token[item];
   const float* cur = p.proj + static_cast<int64_t>(t) * p.proj_stride;
   const float* before = p.proj + static_cast<int64_t>(t - 1) * p.proj_stride;
-  const float* state = p.prev_shift + static_cast<int64_t>(item) * 2 * p.hidden;
+  const float* state =
+      p.prev_shift + (p.prev_shift_rows != nullptr
+                          ? static_cast<int64_t>(p.prev_shift_rows[item]) * p.prev_shift_stride
+                          : static_cast<int64_t>(item) * 2 * p.hidden);
   float qv[2], kv[2], vv[2];
   for (int j = 0; j < 2; ++j) {
     const int e = h * kHeadDim + lane + 32 * j;
@@ -110,12 +113,14 @@ __global__ void AttentionPrepKernel(AttentionPrepParams p) {
 
 __global__ void GatherShiftStateKernel(const float* proj, int64_t stride, int32_t k_offset,
                                        int32_t v_offset, const int32_t* last, int32_t hidden,
-                                       float* out) {
+                                       float* out, const int32_t* out_rows, int64_t out_stride) {
   const int item = blockIdx.x;
   const float* row = proj + static_cast<int64_t>(last[item]) * stride;
+  float* dst = out + (out_rows != nullptr ? static_cast<int64_t>(out_rows[item]) * out_stride
+                                          : static_cast<int64_t>(item) * 2 * hidden);
   for (int e = threadIdx.x; e < hidden; e += blockDim.x) {
-    out[static_cast<int64_t>(item) * 2 * hidden + e] = row[k_offset + e];
-    out[static_cast<int64_t>(item) * 2 * hidden + hidden + e] = row[v_offset + e];
+    dst[e] = row[k_offset + e];
+    dst[hidden + e] = row[v_offset + e];
   }
 }
 
@@ -258,10 +263,12 @@ cudaError_t LaunchAttentionPrep(const AttentionPrepParams& p, cudaStream_t strea
 cudaError_t LaunchGatherShiftState(const float* proj, int64_t proj_stride, int32_t k_offset,
                                    int32_t v_offset, const int32_t* item_last_token,
                                    int32_t num_items, int32_t hidden, float* out,
+                                   const int32_t* out_rows, int64_t out_stride,
                                    cudaStream_t stream) {
   if (num_items == 0) return cudaSuccess;
   GatherShiftStateKernel<<<num_items, 256, 0, stream>>>(proj, proj_stride, k_offset, v_offset,
-                                                         item_last_token, hidden, out);
+                                                         item_last_token, hidden, out, out_rows,
+                                                         out_stride);
   return cudaGetLastError();
 }
 

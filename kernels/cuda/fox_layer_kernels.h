@@ -37,8 +37,12 @@ struct AttentionPrepParams {
   bool qk_norm_shared = false;
   const int32_t* token_item = nullptr;        // [n]
   const int32_t* item_first_token = nullptr;  // [items]
-  // [items][2 * hidden]: pre-shift k~ then v~ of the token before each item's first new token.
+  // Pre-shift k~ then v~ (2 * hidden floats) of the token before each item's first new token:
+  // item i's at prev_shift + prev_shift_rows[i] * prev_shift_stride, or at prev_shift + i * 2 *
+  // hidden when prev_shift_rows is null.
   const float* prev_shift = nullptr;
+  const int32_t* prev_shift_rows = nullptr;
+  int64_t prev_shift_stride = 0;
   int32_t num_tokens = 0, num_heads = 0, hidden = 0;
   float* q = nullptr;  // [n][hidden] outputs
   float* k = nullptr;
@@ -50,11 +54,13 @@ struct AttentionPrepParams {
 // Token shift of k and v, qk-norm (eps 1e-5), and the norms ACP's per-step bound needs.
 cudaError_t LaunchAttentionPrep(const AttentionPrepParams& p, cudaStream_t stream);
 
-// out [items][2 * hidden] = the pre-shift k~ and v~ of each item's last token (the next chunk's
-// shift state).
+// The pre-shift k~ and v~ of each item's last token (the next chunk's shift state), 2 * hidden
+// floats at out + out_rows[i] * out_stride for item i (out + i * 2 * hidden when out_rows is
+// null). Launched after LaunchAttentionPrep, it may overwrite the state that one read.
 cudaError_t LaunchGatherShiftState(const float* proj, int64_t proj_stride, int32_t k_offset,
                                    int32_t v_offset, const int32_t* item_last_token,
                                    int32_t num_items, int32_t hidden, float* out,
+                                   const int32_t* out_rows, int64_t out_stride,
                                    cudaStream_t stream);
 
 struct OutputGateParams {
