@@ -15,7 +15,6 @@ namespace foxserve {
 namespace models {
 
 using cuda_model::Check;
-using cuda_model::kDecodeChunkBlocks;
 using cuda_model::kPageSize;
 
 absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
@@ -109,7 +108,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
               s.v_shift_prev.begin() + l * D);
   }
   kernels::HostAttentionTasks tasks;
-  kernels::BuildAttentionTasks(att_items, static_cast<int32_t>(H), kPageSize, kDecodeChunkBlocks,
+  kernels::BuildAttentionTasks(att_items, static_cast<int32_t>(H), kPageSize, decode_chunk_blocks,
                                &tasks);
 
   // - The plan, in one copy.

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fox_layer_kernels.h"
@@ -104,6 +105,14 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->logit_bounds = ComputeLogitBounds(*w);
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
+  if (const char* chunk = std::getenv("FOXSERVE_DECODE_CHUNK_BLOCKS"); chunk != nullptr) {
+    int32_t blocks = 0;
+    if (!absl::SimpleAtoi(chunk, &blocks) || blocks < 1 || blocks > 256) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "FOXSERVE_DECODE_CHUNK_BLOCKS must be an integer in [1, 256], got \"", chunk, "\""));
+    }
+    impl->decode_chunk_blocks = blocks;
+  }
   FOXSERVE_RETURN_IF_ERROR(
       ReadSwitch("FOXSERVE_ACP_PLANNER", "device", "host", &impl->device_planner));
   FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamCreate(&impl->stream), "cudaStreamCreate"));

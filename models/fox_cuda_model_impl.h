@@ -100,6 +100,8 @@ struct FoxCudaModel::Impl {
   bool device_planner = true;
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
+  // Key blocks per split-K decode task (FOXSERVE_DECODE_CHUNK_BLOCKS, for benchmarks).
+  int32_t decode_chunk_blocks = cuda_model::kDecodeChunkBlocks;
   // Decode steps (one token per item, device planner) as one CUDA graph launch per step
   // (on by default; FOXSERVE_CUDA_GRAPHS=on|off, read once at load). A batch size's graph is captured the second
   // time in a row a step has the same signature (so every buffer has its size and address) and
