@@ -64,8 +64,9 @@ class Engine {
   int64_t num_waiting() const { return scheduler_.waiting().size(); }
   const KvBlockManager& blocks() const { return blocks_; }
   int64_t page_bytes() const { return backend_->page_bytes(); }
-  // Pages that ACP eviction has freed from the sequences in the engine (kept as a running total:
-  // summing the streams of every sequence, twice a step, cost a batch-64 step 0.2 ms).
+  // Pages that ACP eviction has freed from the sequences in the engine, kept as a running total:
+  // ThreadedEngine publishes it twice a step, and summing every stream of 64 sequences took 0.13
+  // ms a call on the H200 host (the profile's publish stage; now 0.00).
   int64_t num_evicted_pages() const { return evicted_pages_; }
   // The cache of every request in the engine whose client request_id is `request_id` (several
   // requests may share one), or of every request when it is empty.
