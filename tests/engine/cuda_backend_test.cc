@@ -289,6 +289,18 @@ void ExpectSameHostState(const models::SequenceKvState& host, const models::Sequ
   }
 }
 
+// The host state and tile counts of the sequences a step ran, in two runs of one schedule.
+void ExpectSameSequences(const PlannerRun& a, const PlannerRun& b,
+                         const std::vector<std::pair<size_t, std::vector<int32_t>>>& step_items,
+                         size_t step) {
+  for (const auto& [seq, t] : step_items) {
+    const std::string where = "step " + std::to_string(step) + ", sequence " + std::to_string(seq);
+    ExpectSameHostState(a.state(seq), b.state(seq), where);
+    EXPECT_EQ(a.counters(seq).computed, b.counters(seq).computed) << where;
+    EXPECT_EQ(a.counters(seq).skipped, b.counters(seq).skipped) << where;
+  }
+}
+
 TEST(CudaBackendPlannerTest, DevicePlannerMatchesTheHostPlanner) {
   std::string why;
   if (!engine::CudaBackendAvailable(&why)) GTEST_SKIP() << "no GPU: " << why;
@@ -346,12 +358,7 @@ TEST(CudaBackendPlannerTest, DevicePlannerMatchesTheHostPlanner) {
     ASSERT_TRUE(b.ok()) << b.status();
     ASSERT_EQ(a->size(), b->size());
     EXPECT_LT(RelativeError(b->data(), a->data(), a->size()), 1e-4) << "step " << step;
-    for (const auto& [seq, t] : schedule[step]) {
-      const std::string where = "step " + std::to_string(step) + ", sequence " + std::to_string(seq);
-      ExpectSameHostState(host.state(seq), device.state(seq), where);
-      EXPECT_EQ(host.counters(seq).computed, device.counters(seq).computed) << where;
-      EXPECT_EQ(host.counters(seq).skipped, device.counters(seq).skipped) << where;
-    }
+    ExpectSameSequences(host, device, schedule[step], step);
     if (::testing::Test::HasFailure()) break;
   }
   uint64_t skipped = 0;
@@ -400,12 +407,7 @@ TEST(CudaBackendGraphTest, DecodeGraphsMatchPlainLaunches) {
     ASSERT_TRUE(a.ok()) << a.status();
     ASSERT_TRUE(b.ok()) << b.status();
     ASSERT_EQ(*a, *b) << "step " << step << ": logits differ";
-    for (const auto& [seq, t] : schedule[step]) {
-      const std::string where = "step " + std::to_string(step) + ", sequence " + std::to_string(seq);
-      ExpectSameHostState(plain.state(seq), graphs.state(seq), where);
-      EXPECT_EQ(plain.counters(seq).computed, graphs.counters(seq).computed) << where;
-      EXPECT_EQ(plain.counters(seq).skipped, graphs.counters(seq).skipped) << where;
-    }
+    ExpectSameSequences(plain, graphs, schedule[step], step);
     if (::testing::Test::HasFailure()) break;
   }
   EXPECT_EQ(plain.backend().decode_graph_launches(), 0);
