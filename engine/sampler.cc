@@ -95,62 +95,111 @@ int32_t Sampler::Sample(absl::Span<float> logits) {
       const double p = std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t);
       if (p > 0.0) candidates_.emplace_back(p, static_cast<int32_t>(i));
     }
-    const bool filtered = params_.top_k > 0 || params_.top_p < 1.0f || params_.min_p > 0.0f;
-    if (filtered) {
-      // Each filter keeps a prefix of the candidates in descending probability (ascending id
-      // among ties: a total order, so the result does not depend on the sort implementation).
-      // Only that prefix is ever sorted: a full sort of a 50k vocabulary for top_p took about
-      // 5 ms a token on the engine thread (bench/sampler_bench).
-      size_t keep = candidates_.size();
-      if (params_.top_k > 0) keep = std::min<size_t>(keep, params_.top_k);
-      if (params_.top_p < 1.0f) {
-        double total = 0.0;
-        if (keep < candidates_.size()) {
-          SortPrefix(keep);
-          for (size_t n = 0; n < keep; ++n) total += candidates_[n].first;
-        } else {
-          for (const auto& c : candidates_) total += c.first;
-        }
-        // The smallest prefix whose mass reaches top_p of the total: sort 256 candidates, and
-        // four times as many each time the mass is not reached.
-        const double target = params_.top_p * total;
-        size_t sorted = 0, n = 0;
-        double cumulative = 0.0;
-        while (n < keep) {
-          if (n == sorted) {
-            sorted = std::min(keep, std::max<size_t>(256, 4 * sorted));
-            SortPrefix(sorted);
-          }
-          cumulative += candidates_[n].first;
-          ++n;
-          if (cumulative >= target) break;
-        }
-        keep = n;
-      }
-      if (params_.min_p > 0.0f) {
-        // Probabilities are relative to the most likely token's, which is exactly 1 (and first
-        // in the order), so min_p's floor is min_p: the candidates at or above it, at least one.
-        size_t above = 0;
-        for (size_t n = 0; n < keep; ++n) above += candidates_[n].first >= params_.min_p ? 1 : 0;
-        keep = std::max<size_t>(1, std::min(keep, above));
-      }
-      SortPrefix(keep);
-      candidates_.resize(keep);
-    }
-    double total = 0.0;
-    for (const auto& c : candidates_) total += c.first;
-    const double target = Uniform() * total;
-    double cumulative = 0.0;
-    token = candidates_.back().second;
-    for (const auto& c : candidates_) {
-      cumulative += c.first;
-      if (target < cumulative) {
-        token = c.second;
-        break;
-      }
-    }
+    token = *FilterAndDraw(/*whole=*/true, 0.0);
   }
   ++generated_counts_[token];
+  return token;
+}
+
+std::optional<int32_t> Sampler::SampleCandidates(const kernels::TokenCandidates& c) {
+  const double inv_t = 1.0 / params_.temperature;
+  candidates_.clear();
+  sorted_prefix_ = 0;
+  bool whole = false;
+  for (size_t i = 0; i < c.ids.size(); ++i) {
+    const double p = std::exp((static_cast<double>(c.logits[i]) - c.max_logit) * inv_t);
+    if (p > 0.0) {
+      candidates_.emplace_back(p, c.ids[i]);
+    } else {
+      // Probabilities fall with the logit: no token past the candidates has any either, so
+      // these are all of them.
+      whole = true;
+    }
+  }
+  if (candidates_.empty()) return std::nullopt;
+  const std::optional<int32_t> token = FilterAndDraw(whole, c.total);
+  if (token) ++generated_counts_[*token];
+  return token;
+}
+
+std::optional<int32_t> Sampler::FilterAndDraw(bool whole, double row_total) {
+  const bool filtered = params_.top_k > 0 || params_.top_p < 1.0f || params_.min_p > 0.0f;
+  if (!filtered && !whole) return std::nullopt;
+  if (filtered) {
+    // Each filter keeps a prefix of the candidates in descending probability (ascending id
+    // among ties: a total order, so the result does not depend on the sort implementation).
+    // Only that prefix is ever sorted: a full sort of a 50k vocabulary for top_p took about
+    // 5 ms a token on the engine thread (bench/sampler_bench). `known`: the kept prefix ends
+    // within candidates_ (always so for the whole row).
+    const size_t listed = candidates_.size();
+    size_t keep = listed;
+    bool known = whole;
+    if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) <= listed) {
+      keep = params_.top_k;
+      known = true;
+    }
+    if (params_.top_p < 1.0f) {
+      double total = 0.0;
+      if (known && (keep < listed || !whole)) {
+        SortPrefix(keep);
+        for (size_t n = 0; n < keep; ++n) total += candidates_[n].first;
+      } else if (whole) {
+        for (const auto& c : candidates_) total += c.first;
+      } else if (params_.top_k > 0) {
+        return std::nullopt;  // the mass of a top_k prefix longer than the candidates
+      } else {
+        total = row_total;
+      }
+      // The smallest prefix whose mass reaches top_p of the total: sort 256 candidates, and
+      // four times as many each time the mass is not reached.
+      const double target = params_.top_p * total;
+      size_t sorted = 0, n = 0;
+      double cumulative = 0.0;
+      bool reached = false;
+      while (n < keep) {
+        if (n == sorted) {
+          sorted = std::min(keep, std::max<size_t>(256, 4 * sorted));
+          SortPrefix(sorted);
+        }
+        cumulative += candidates_[n].first;
+        ++n;
+        if (cumulative >= target) {
+          reached = true;
+          break;
+        }
+      }
+      if (!reached && !known) return std::nullopt;
+      keep = n;
+      known = true;
+    }
+    if (params_.min_p > 0.0f) {
+      // Probabilities are relative to the most likely token's, which is exactly 1 (and first
+      // in the order), so min_p's floor is min_p: the candidates at or above it, at least one.
+      // Counted over the kept prefix, which must be the sorted one (after top_k alone the first
+      // `keep` entries were still in id order).
+      if (keep < listed) SortPrefix(keep);
+      size_t above = 0;
+      for (size_t n = 0; n < keep; ++n) above += candidates_[n].first >= params_.min_p ? 1 : 0;
+      if (!known && above == listed) return std::nullopt;  // the floor lies past the candidates
+      keep = std::max<size_t>(1, std::min(keep, above));
+      known = true;
+    }
+    if (!known) return std::nullopt;
+    SortPrefix(keep);
+    candidates_.resize(keep);
+  }
+  double total = 0.0;
+  for (const auto& c : candidates_) total += c.first;
+  const double target = Uniform() * total;
+  double cumulative = 0.0;
+  int32_t token = candidates_.back().second;
+  for (const auto& c : candidates_) {
+    cumulative += c.first;
+    if (target < cumulative) {
+      token = c.second;
+      break;
+    }
+  }
   return token;
 }
 

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "kernels/cpu/top_candidates.h"
 
 namespace foxserve {
 namespace engine {
@@ -41,6 +42,19 @@ class Sampler {
   // it as generated. Filters apply in this order: penalties, temperature, top-k, top-p, min-p.
   int32_t Sample(absl::Span<float> logits);
 
+  // Picks the next token from a row's top candidates (kernels::TopCandidates, computed at this
+  // request's temperature) exactly as Sample would from the whole row, or nullopt, drawing no
+  // random number, when the filters reach past the candidates (the caller then calls Sample
+  // with the row). The candidates must be complete and finite.
+  std::optional<int32_t> SampleCandidates(const kernels::TokenCandidates& candidates);
+  // Whether SampleCandidates can serve this request: sampling with a filter (top_k, top_p or
+  // min_p) and no penalty (penalties change logits the candidates were chosen by).
+  bool candidates_eligible() const {
+    return !params_.greedy() && params_.repetition_penalty == 1.0f &&
+           params_.presence_penalty == 0.0f && params_.frequency_penalty == 0.0f &&
+           (params_.top_k > 0 || params_.top_p < 1.0f || params_.min_p > 0.0f);
+  }
+
   const SamplingParams& params() const { return params_; }
   // Greedy with no penalty: the next token is the argmax of the raw logits, which a backend can
   // find without sending the logits to the host (ForwardItem::greedy_token).
@@ -53,6 +67,11 @@ class Sampler {
 
  private:
   void ApplyPenalties(absl::Span<float> logits) const;
+  // Applies the filters to candidates_ and draws. `whole`: candidates_ holds every token of
+  // positive probability, in id order; else the first of them in the order, and row_total is
+  // the whole row's probability mass. nullopt (nothing drawn) when the kept prefix may reach past
+  // the candidates.
+  std::optional<int32_t> FilterAndDraw(bool whole, double row_total);
   double Uniform();  // [0, 1), 53 random bits
 
   SamplingParams params_;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
+#include <random>
 #include <set>
 #include <vector>
 
@@ -108,6 +110,87 @@ TEST(SamplerTest, TopPKeepsExactlyTheNucleusOfALargeVocabulary) {
   std::set<int32_t> seen;
   for (int32_t t : Draw(p, logits, 15000)) seen.insert(t);
   EXPECT_EQ(seen, nucleus);
+}
+
+// top_k with min_p: min_p's floor counts the top_k most likely, not the first top_k by id. Ids
+// 0-2 are unlikely (p 0.01 relative to the best) and listed first; 3-5 are likely. top_k 3 keeps
+// 3-5; min_p 0.5 keeps all three of those.
+TEST(SamplerTest, MinPCountsTheTopKMostLikely) {
+  const std::vector<float> logits = {std::log(0.01f), std::log(0.01f), std::log(0.01f), 0.0f,
+                                     std::log(0.9f), std::log(0.8f)};
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 3;
+  p.min_p = 0.5f;
+  p.seed = 5;
+  std::set<int32_t> seen;
+  for (int32_t t : Draw(p, logits, 3000)) seen.insert(t);
+  EXPECT_EQ(seen, (std::set<int32_t>{3, 4, 5}));
+}
+
+// The candidates path (the top of a row, as a GPU computes it) draws exactly the tokens the whole
+// row gives, seed for seed, and hands back (drawing nothing) when the filters reach past the
+// candidates: then the row itself decides, and the two random streams stay in step.
+TEST(SamplerTest, CandidatesDrawWhatTheWholeRowDraws) {
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal;
+  const int64_t vocab = 3000;
+  int served = 0, handed_back = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    SamplingParams p;
+    p.temperature = std::vector<float>{0.3f, 0.7f, 1.0f, 1.5f}[trial % 4];
+    p.top_k = std::vector<int32_t>{0, 5, 40, 300, 2000}[trial % 5];
+    p.top_p = std::vector<float>{1.0f, 0.5f, 0.9f, 0.95f}[(trial / 2) % 4];
+    p.min_p = trial % 7 == 0 ? 0.05f : 0.0f;
+    if (p.top_k == 0 && p.top_p == 1.0f && p.min_p == 0.0f) p.top_p = 0.8f;
+    p.seed = 100 + trial;
+    // Peaked rows (scale 4) keep a nucleus inside 256 candidates; flat ones (scale 0.3) do not.
+    const float scale = trial % 3 == 0 ? 0.3f : 4.0f;
+    std::vector<float> row(vocab);
+    for (float& x : row) x = scale * normal(rng);
+    row[trial % vocab] = row[(trial + 1) % vocab];  // a tie
+    Sampler whole(p, {}), listed(p, {});
+    ASSERT_TRUE(listed.candidates_eligible());
+    for (int draw = 0; draw < 20; ++draw) {
+      std::vector<float> a = row, b = row;
+      const int32_t expected = whole.Sample(absl::MakeSpan(a));
+      kernels::TokenCandidates c;
+      kernels::TopCandidates(row.data(), vocab, 256, 1.0 / p.temperature, 4096, &c);
+      ASSERT_TRUE(c.complete);
+      std::optional<int32_t> got = listed.SampleCandidates(c);
+      if (got) {
+        ++served;
+      } else {
+        ++handed_back;
+        got = listed.Sample(absl::MakeSpan(b));
+      }
+      ASSERT_EQ(*got, expected) << "trial " << trial << " draw " << draw;
+    }
+  }
+  // Both paths ran: most peaked rows are served from the candidates, flat ones handed back.
+  EXPECT_GT(served, 300);
+  EXPECT_GT(handed_back, 100);
+}
+
+TEST(SamplerTest, TopCandidatesAreThePrefixOfTheRow) {
+  std::vector<float> row = {0.5f, 2.0f, -1.0f, 2.0f, 1.0f, 1.0f, 1.0f, 3.0f};
+  kernels::TokenCandidates c;
+  kernels::TopCandidates(row.data(), 8, 3, 1.0, 16, &c);
+  ASSERT_TRUE(c.complete);
+  EXPECT_EQ(c.ids, (std::vector<int32_t>{1, 3, 7}));  // 3.0, 2.0, 2.0
+  kernels::TopCandidates(row.data(), 8, 4, 1.0, 16, &c);
+  EXPECT_EQ(c.ids, (std::vector<int32_t>{1, 3, 4, 5, 6, 7}));  // the 1.0 ties all come
+  EXPECT_EQ(c.max_logit, 3.0f);
+  double total = 0;
+  for (float x : row) total += std::exp(static_cast<double>(x) - 3.0);
+  EXPECT_EQ(c.total, total);
+  kernels::TopCandidates(row.data(), 8, 4, 1.0, 5, &c);  // six do not fit in five
+  EXPECT_FALSE(c.complete);
+  EXPECT_TRUE(c.ids.empty());
+  row[2] = std::nanf("");
+  kernels::TopCandidates(row.data(), 8, 4, 1.0, 16, &c);
+  EXPECT_FALSE(c.finite);
+  EXPECT_FALSE(c.complete);
 }
 
 TEST(SamplerTest, SeedsReproduce) {
