@@ -46,6 +46,9 @@ class CpuBackend : public ModelBackend {
 
   absl::Status Forward(absl::Span<const models::ForwardItem> items,
                        std::vector<float>* logits) override;
+  absl::Status CandidateRow(int64_t k, std::vector<float>* row) override {
+    return model_->CandidateRow(k, row);
+  }
   void PoisonPages(absl::Span<const int32_t> pages) override;
 
  private:

@@ -50,6 +50,10 @@ absl::Status CudaBackend::Forward(absl::Span<const models::ForwardItem> items,
   return model_->Forward(items, acp_, logits);
 }
 
+absl::Status CudaBackend::CandidateRow(int64_t k, std::vector<float>* row) {
+  return model_->CandidateRow(k, row);
+}
+
 void CudaBackend::PoisonPages(absl::Span<const int32_t> pages) { model_->PoisonPages(pages); }
 
 #else  // no CUDA in this build
@@ -80,6 +84,9 @@ int64_t CudaBackend::decode_graph_launches() const { return 0; }
 int64_t CudaBackend::page_bytes() const { return 0; }
 const std::vector<double>& CudaBackend::logit_bounds() const { std::abort(); }
 absl::Status CudaBackend::Forward(absl::Span<const models::ForwardItem>, std::vector<float>*) {
+  return absl::FailedPreconditionError("no CUDA backend");
+}
+absl::Status CudaBackend::CandidateRow(int64_t, std::vector<float>*) {
   return absl::FailedPreconditionError("no CUDA backend");
 }
 void CudaBackend::PoisonPages(absl::Span<const int32_t>) {}

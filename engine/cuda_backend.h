@@ -43,6 +43,7 @@ class CudaBackend : public ModelBackend {
   const std::vector<double>& logit_bounds() const override;
   absl::Status Forward(absl::Span<const models::ForwardItem> items,
                        std::vector<float>* logits) override;
+  absl::Status CandidateRow(int64_t k, std::vector<float>* row) override;
   void PoisonPages(absl::Span<const int32_t> pages) override;
   // Decode steps run as one CUDA graph launch (the default; FOXSERVE_CUDA_GRAPHS=off turns graphs off).
   int64_t decode_graph_launches() const;

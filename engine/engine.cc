@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/check.h"
@@ -221,8 +222,21 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
 }
 
 Engine::TokenChoice Engine::ChooseToken(Sequence* seq, absl::Span<float> logits,
-                                        const int32_t* greedy_token) {
+                                        const int32_t* greedy_token,
+                                        const kernels::TokenCandidates* candidates) {
   TokenChoice choice;
+  if (candidates != nullptr) {
+    choice.finite = candidates->finite;
+    if (!choice.finite) return choice;
+    std::optional<int32_t> id;
+    if (candidates->complete) id = seq->sampler.SampleCandidates(*candidates);
+    if (id) {
+      choice.token.id = *id;
+    } else {
+      choice.needs_row = true;
+    }
+    return choice;
+  }
   choice.finite =
       greedy_token != nullptr
           ? *greedy_token >= 0
@@ -245,6 +259,10 @@ Engine::TokenChoice Engine::ChooseToken(Sequence* seq, absl::Span<float> logits,
 }
 
 void Engine::Advance(Sequence* seq, TokenChoice choice) {
+  if (!choice.error.ok()) {
+    Finish(seq, FinishReason::kError, choice.error, RequestOutput());
+    return;
+  }
   if (!choice.finite) {
     Finish(seq, FinishReason::kError,
            absl::InternalError("the model produced non-finite logits for this request"),
@@ -327,8 +345,10 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   std::vector<AcpPhase> phases;
   step_counters_.resize(plan.chunks.size());
   greedy_tokens_.assign(plan.chunks.size(), -1);
+  if (step_candidates_.size() < plan.chunks.size()) step_candidates_.resize(plan.chunks.size());
   std::vector<int64_t> logits_row(plan.chunks.size(), -1);
-  int64_t returned_rows = 0;
+  std::vector<int64_t> candidates_row(plan.chunks.size(), -1);
+  int64_t returned_rows = 0, candidate_rows = 0;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const ScheduledChunk& chunk = plan.chunks[i];
     Sequence* seq = chunk.sequence;
@@ -352,6 +372,12 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
     const bool samples = chunk.num_tokens == seq->num_to_compute();
     if (!samples || (seq->sampler.plain_greedy() && seq->request.logprobs < 0)) {
       item.greedy_token = &greedy_tokens_[i];
+    } else if (options_.sample_from_candidates && seq->sampler.candidates_eligible() &&
+               seq->request.logprobs < 0) {
+      // Only the row's most likely tokens come back (a few KB instead of the row).
+      item.candidates = &step_candidates_[i];
+      item.candidates_inv_temperature = 1.0 / seq->request.sampling.temperature;
+      candidates_row[i] = candidate_rows++;
     } else {
       logits_row[i] = returned_rows++;
     }
@@ -411,16 +437,35 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
     auto choose = [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
         const size_t i = ready[r];
-        choices[r] = logits_row[i] < 0
-                         ? ChooseToken(plan.chunks[i].sequence, absl::Span<float>(), &greedy_tokens_[i])
-                         : ChooseToken(plan.chunks[i].sequence,
-                                       absl::MakeSpan(logits_).subspan(logits_row[i] * V, V), nullptr);
+        Sequence* seq = plan.chunks[i].sequence;
+        if (candidates_row[i] >= 0) {
+          choices[r] = ChooseToken(seq, absl::Span<float>(), nullptr, &step_candidates_[i]);
+        } else if (logits_row[i] < 0) {
+          choices[r] = ChooseToken(seq, absl::Span<float>(), &greedy_tokens_[i]);
+        } else {
+          choices[r] =
+              ChooseToken(seq, absl::MakeSpan(logits_).subspan(logits_row[i] * V, V), nullptr);
+        }
       }
     };
-    if (returned_rows > 1) {
+    if (returned_rows + candidate_rows > 1) {
       sampling_pool_->ParallelFor(static_cast<int64_t>(ready.size()), 1, choose);
     } else {
       choose(0, static_cast<int64_t>(ready.size()));
+    }
+    // Requests whose filters reached past their candidates choose from the whole row, which the
+    // backend still holds (one at a time: the backend is not thread-safe).
+    std::vector<float> row;
+    for (size_t r = 0; r < ready.size(); ++r) {
+      if (!choices[r].needs_row) continue;
+      const size_t i = ready[r];
+      const absl::Status fetched = backend_->CandidateRow(candidates_row[i], &row);
+      if (!fetched.ok()) {
+        choices[r] = TokenChoice();
+        choices[r].error = fetched;
+        continue;
+      }
+      choices[r] = ChooseToken(plan.chunks[i].sequence, absl::MakeSpan(row), nullptr);
     }
     profile_.Add("sample", t_sample);
     for (size_t r = 0; r < ready.size(); ++r) {

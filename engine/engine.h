@@ -38,6 +38,10 @@ struct EngineOptions {
   bool evict_dead_pages = true;
   // Overwrite freed pages with NaN (tests): any read of a freed page shows up in the output.
   bool poison_freed_pages = false;
+  // Requests sampling with top_k, top_p or min_p (no penalty, no logprobs) draw from their row's
+  // top candidates, computed by the backend (on the GPU, 16 KB a row comes back instead of the
+  // 200 KB row), with the same result as from the whole row; off: every sampled row comes back.
+  bool sample_from_candidates = true;
 };
 
 class Engine {
@@ -85,13 +89,17 @@ class Engine {
   void Finish(Sequence* seq, FinishReason reason, absl::Status status, RequestOutput output);
   struct TokenChoice {
     bool finite = false;  // false: the logits were not all finite; the request fails
+    // The filters reach past the candidates: choose again from the whole row (CandidateRow).
+    bool needs_row = false;
+    absl::Status error;  // not ok: the whole row could not be read; the request fails with it
     GeneratedToken token;
   };
-  // The next token of a sequence whose prefill is complete: sampled from its logits, or the one
-  // the backend chose (greedy_token, when not null). Touches only the sequence's sampler, so the
-  // sequences of a step choose in parallel.
+  // The next token of a sequence whose prefill is complete: sampled from its logits, from its
+  // candidates (when not null), or the one the backend chose (greedy_token, when not null).
+  // Touches only the sequence's sampler, so the sequences of a step choose in parallel.
   static TokenChoice ChooseToken(Sequence* seq, absl::Span<float> logits,
-                                 const int32_t* greedy_token);
+                                 const int32_t* greedy_token,
+                                 const kernels::TokenCandidates* candidates = nullptr);
   // Appends the chosen token, checks the stop conditions and streams the output.
   void Advance(Sequence* seq, TokenChoice choice);
 
@@ -107,6 +115,7 @@ class Engine {
   std::vector<float> logits_;
   std::vector<models::AcpCounters> step_counters_;
   std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path
+  std::vector<kernels::TokenCandidates> step_candidates_;  // per chunk, for the candidates path
   HostStageProfile profile_;
   // Host sampling of a step's sequences (top-p over a 50k vocabulary is about a millisecond a
   // token); idle between steps.

@@ -47,6 +47,10 @@ class ModelBackend {
   // Runs the items; logits as in models::FoxModel::Forward.
   virtual absl::Status Forward(absl::Span<const models::ForwardItem> items,
                                std::vector<float>* logits) = 0;
+  // The logits row of the k-th item of the last Forward that asked for candidates
+  // (ForwardItem::candidates), until the next Forward: for a request whose filters reach past its
+  // candidates.
+  virtual absl::Status CandidateRow(int64_t k, std::vector<float>* row) = 0;
 };
 
 }  // namespace engine

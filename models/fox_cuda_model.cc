@@ -217,24 +217,42 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   if (m.device_planner) {
     FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, graph, &step));
   }
-  int64_t returned_rows = 0;
+  Impl::OutputRows out;
+  out.all = logit_rows;
   std::vector<int32_t> rows;
-  for (int64_t r : LogitRows(items, row_offsets, &returned_rows)) {
+  for (int64_t r : LogitRows(items, row_offsets, &out.returned, &out.candidates)) {
     rows.push_back(static_cast<int32_t>(r));
   }
   m.rows_sel.Upload(rows, m.stream);
-  const int64_t greedy_rows = logit_rows - returned_rows;
+  const int64_t greedy_rows = out.greedy();
   m.greedy_readback.Reserve(std::max<int64_t>(1, greedy_rows) * sizeof(int32_t), 0);
+  // Candidates: sized here (the kernels allocate nothing), read back after the step.
+  const int64_t cap = kCandidateCapacity;
+  const size_t candidate_bytes =
+      out.candidates * (sizeof(kernels::CandidateRowMeta) + cap * (sizeof(int32_t) + sizeof(float)));
+  {
+    std::vector<double> inv_t;
+    for (const ForwardItem& item : items) {
+      if (item.candidates != nullptr) inv_t.push_back(item.candidates_inv_temperature);
+    }
+    if (inv_t.empty()) inv_t.push_back(1.0);  // keeps the buffer's address for a graph
+    m.candidate_inv_t.Upload(inv_t, m.stream);
+    const int64_t n = std::max<int64_t>(1, out.candidates);
+    m.candidate_ids.Resize(n * cap);
+    m.candidate_values.Resize(n * cap);
+    m.candidate_meta.Resize(n);
+    m.candidate_readback.Reserve(std::max<size_t>(1, candidate_bytes), 0);
+  }
+  m.first_candidate_row = out.returned;
+  m.candidate_rows = out.candidates;
   host_part("setup");
 
   // - The kernels: launched one by one, or as this batch size's graph.
   if (graph) {
-    FOXSERVE_RETURN_IF_ERROR(m.LaunchDecodeGraph(items, row_offsets, acp, step, logit_rows,
-                                                 returned_rows));
+    FOXSERVE_RETURN_IF_ERROR(m.LaunchDecodeGraph(items, row_offsets, acp, step, out));
   } else {
     FOXSERVE_RETURN_IF_ERROR(m.LaunchStepKernels(items, row_offsets, acp,
-                                                 m.device_planner ? &step : nullptr, logit_rows,
-                                                 returned_rows));
+                                                 m.device_planner ? &step : nullptr, out));
   }
 
   // - What comes back: greedy tokens, the plan's results, the other rows' logits.
@@ -258,13 +276,28 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
                         cudaMemcpyDeviceToHost, m.stream),
         "block readback"));
   }
+  if (out.candidates > 0) {
+    char* to = m.candidate_readback.data();
+    const size_t meta_bytes = out.candidates * sizeof(kernels::CandidateRowMeta);
+    const size_t ids_bytes = out.candidates * cap * sizeof(int32_t);
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpyAsync(to, m.candidate_meta.get(), meta_bytes, cudaMemcpyDeviceToHost, m.stream),
+        "candidates readback"));
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(to + meta_bytes, m.candidate_ids.get(),
+                                                   ids_bytes, cudaMemcpyDeviceToHost, m.stream),
+                                   "candidates readback"));
+    FOXSERVE_RETURN_IF_ERROR(Check(
+        cudaMemcpyAsync(to + meta_bytes + ids_bytes, m.candidate_values.get(),
+                        out.candidates * cap * sizeof(float), cudaMemcpyDeviceToHost, m.stream),
+        "candidates readback"));
+  }
   // Into the caller's vector, which keeps its capacity from step to step (a fresh 13 MB
   // allocation a step cost page faults).
-  logits->resize(returned_rows * V);
-  if (returned_rows > 0) {
+  logits->resize(out.returned * V);
+  if (out.returned > 0) {
     FOXSERVE_RETURN_IF_ERROR(Check(
         cudaMemcpy2DAsync(logits->data(), V * sizeof(float), m.logits.get(),
-                          m.lm_rows * sizeof(float), V * sizeof(float), returned_rows,
+                          m.lm_rows * sizeof(float), V * sizeof(float), out.returned,
                           cudaMemcpyDeviceToHost, m.stream),
         "logits readback"));
   }
@@ -279,6 +312,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
       if (item.greedy_token != nullptr) *item.greedy_token = tokens[g++];
     }
   }
+  if (out.candidates > 0) m.UnpackCandidates(items);
   if (m.device_planner) m.ApplyDeviceStep(items, step, m.step_readback.data());
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
   host_part("state back");
@@ -286,11 +320,55 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   return absl::OkStatus();
 }
 
+void FoxCudaModel::Impl::UnpackCandidates(absl::Span<const ForwardItem> items) const {
+  const int64_t rows = candidate_rows, cap = kCandidateCapacity;
+  const char* from = candidate_readback.data();
+  const auto* meta = reinterpret_cast<const kernels::CandidateRowMeta*>(from);
+  const auto* ids = reinterpret_cast<const int32_t*>(from + rows * sizeof(kernels::CandidateRowMeta));
+  const auto* values = reinterpret_cast<const float*>(from + rows * sizeof(kernels::CandidateRowMeta) +
+                                                      rows * cap * sizeof(int32_t));
+  int64_t r = 0;
+  std::vector<std::pair<int32_t, float>> sorted;
+  for (const ForwardItem& item : items) {
+    if (item.candidates == nullptr) continue;
+    kernels::TokenCandidates& c = *item.candidates;
+    const kernels::CandidateRowMeta& m = meta[r];
+    c.ids.clear();
+    c.logits.clear();
+    c.finite = m.count != -2;
+    c.complete = m.count >= 0;
+    c.max_logit = m.max_logit;
+    c.total = m.total;
+    // The kernel writes them in no particular order; TokenCandidates lists them by id.
+    sorted.clear();
+    for (int32_t j = 0; j < m.count; ++j) sorted.emplace_back(ids[r * cap + j], values[r * cap + j]);
+    std::sort(sorted.begin(), sorted.end());
+    for (const auto& [id, value] : sorted) {
+      c.ids.push_back(id);
+      c.logits.push_back(value);
+    }
+    ++r;
+  }
+}
+
+absl::Status FoxCudaModel::CandidateRow(int64_t k, std::vector<float>* row) {
+  Impl& m = *impl_;
+  const int64_t V = m.config.vocab_size;
+  if (k < 0 || k >= m.candidate_rows) {
+    return absl::OutOfRangeError(absl::StrCat("no candidates item ", k, " in the last step"));
+  }
+  row->resize(V);
+  return Check(cudaMemcpy(row->data(), m.logits.get() + (m.first_candidate_row + k) * m.lm_rows,
+                          V * sizeof(float), cudaMemcpyDeviceToHost),
+               "candidate row");
+}
+
 absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem> items,
                                                    const std::vector<int64_t>& row_offsets,
                                                    const AcpOptions& acp, const DeviceStep* step,
-                                                   int64_t logit_rows, int64_t returned_rows) {
+                                                   const OutputRows& out) {
   const FoxConfig& c = config;
+  const int64_t logit_rows = out.all;
   const int64_t D = c.hidden_size, V = c.vocab_size;
   const int64_t N = row_offsets.back();
   x.Resize(N * D);
@@ -327,10 +405,23 @@ absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem>
       "final norm"));
   logits.Resize(logit_rows * lm_rows);
   FOXSERVE_RETURN_IF_ERROR(Gemm(a.get(), logit_rows, D, lm_head, lm_rows, logits.get()));
-  const int64_t greedy_rows = logit_rows - returned_rows;
-  greedy.Resize(std::max<int64_t>(1, greedy_rows));
-  return Check(kernels::LaunchGreedyTokens(logits.get() + returned_rows * lm_rows,
-                                           static_cast<int32_t>(greedy_rows), V, lm_rows,
+  if (out.candidates > 0) {
+    kernels::TopCandidatesParams tc;
+    tc.logits = logits.get() + out.returned * lm_rows;
+    tc.row_stride = lm_rows;
+    tc.vocab = static_cast<int32_t>(V);
+    tc.rows = static_cast<int32_t>(out.candidates);
+    tc.inv_temperature = candidate_inv_t.get();
+    tc.count = kCandidateCount;
+    tc.capacity = kCandidateCapacity;
+    tc.ids = candidate_ids.get();
+    tc.values = candidate_values.get();
+    tc.meta = candidate_meta.get();
+    FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchTopCandidates(tc, stream), "top candidates"));
+  }
+  greedy.Resize(std::max<int64_t>(1, out.greedy()));
+  return Check(kernels::LaunchGreedyTokens(logits.get() + (out.returned + out.candidates) * lm_rows,
+                                           static_cast<int32_t>(out.greedy()), V, lm_rows,
                                            greedy.get(), stream),
                "greedy tokens");
 }
@@ -338,16 +429,16 @@ absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem>
 std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_items,
                                                                 const AcpOptions& acp,
                                                                 const DeviceStep& step,
-                                                                int64_t logit_rows,
-                                                                int64_t returned_rows) const {
+                                                                const OutputRows& out) const {
   auto u = [](const void* p) { return reinterpret_cast<uintptr_t>(p); };
   uint64_t eps_bits = 0;
   static_assert(sizeof(eps_bits) == sizeof(acp.log_eps), "double is 64 bits");
   std::memcpy(&eps_bits, &acp.log_eps, sizeof(eps_bits));
   return {
       // Shape: what every launch's grid and every buffer's size follow from.
-      static_cast<uintptr_t>(num_items), static_cast<uintptr_t>(logit_rows),
-      static_cast<uintptr_t>(returned_rows), static_cast<uintptr_t>(step.decode_tasks),
+      static_cast<uintptr_t>(num_items), static_cast<uintptr_t>(out.all),
+      static_cast<uintptr_t>(out.returned), static_cast<uintptr_t>(out.candidates),
+      static_cast<uintptr_t>(step.decode_tasks),
       static_cast<uintptr_t>(step.decode_rows), static_cast<uintptr_t>(step.prefill_tasks),
       static_cast<uintptr_t>(step.touched_entries), acp.enabled ? 1u : 0u,
       static_cast<uintptr_t>(eps_bits),
@@ -362,7 +453,8 @@ std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_item
       u(o.get()), u(mid.get()), u(pm.get()), u(pl.get()), u(pacc.get()), u(row_c.get()),
       u(log_f.get()), u(row_c_rel.get()), u(row_page.get()), u(row_slot.get()),
       u(prefill_start.get()), u(decode_begin.get()), u(decode_end.get()), u(row_table.get()),
-      u(stream_back.get()), u(block_back.get()), u(greedy.get()),
+      u(stream_back.get()), u(block_back.get()), u(greedy.get()), u(candidate_inv_t.get()),
+      u(candidate_ids.get()), u(candidate_values.get()), u(candidate_meta.get()),
       // The mirror's arrays move when it grows.
       u(mirror->pages()), u(mirror->c_first()), u(mirror->c_last()), u(mirror->c_now()),
       u(mirror->max_key_norm()), u(mirror->first_live_block()), u(mirror->shift())};
@@ -371,10 +463,9 @@ std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_item
 absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem> items,
                                                    const std::vector<int64_t>& row_offsets,
                                                    const AcpOptions& acp, const DeviceStep& step,
-                                                   int64_t logit_rows, int64_t returned_rows) {
+                                                   const OutputRows& out) {
   const int64_t batch = static_cast<int64_t>(items.size());
-  std::vector<uintptr_t> signature =
-      DecodeGraphSignature(batch, acp, step, logit_rows, returned_rows);
+  std::vector<uintptr_t> signature = DecodeGraphSignature(batch, acp, step, out);
   DecodeGraph& g = decode_graphs[batch];
   if (g.exec != nullptr && g.signature == signature) {
     ++graph_launches;
@@ -385,14 +476,14 @@ absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem>
     // A new shape, or a buffer moved: this step runs plainly and sizes every buffer, so that the
     // next step with this signature allocates nothing while it is captured.
     g.last_plain = std::move(signature);
-    return LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+    return LaunchStepKernels(items, row_offsets, acp, &step, out);
   }
   cudaGraph_t graph = nullptr;
   FOXSERVE_RETURN_IF_ERROR(
       Check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "graph capture"));
   stages.BeginCapture(&g.marks);
   const absl::Status launched =
-      LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+      LaunchStepKernels(items, row_offsets, acp, &step, out);
   stages.EndCapture();
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
   if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
@@ -412,7 +503,7 @@ absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem>
       if (other.exec != nullptr) cudaGraphExecDestroy(other.exec);
     }
     decode_graphs.clear();
-    return LaunchStepKernels(items, row_offsets, acp, &step, logit_rows, returned_rows);
+    return LaunchStepKernels(items, row_offsets, acp, &step, out);
   }
   g.signature = g.last_plain;
   ++graph_launches;

@@ -45,6 +45,8 @@ class FoxCudaModel {
   // Pages that fit in `bytes` of device memory for this model.
   static int64_t PagesForBytes(const FoxConfig& config, int64_t bytes);
 
+  // As FoxModel::CandidateRow (a copy from the device).
+  absl::Status CandidateRow(int64_t k, std::vector<float>* row);
   // As FoxModel::Forward.
   absl::Status Forward(absl::Span<const ForwardItem> items, const AcpOptions& acp,
                        std::vector<float>* logits);

@@ -22,6 +22,7 @@
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/device_kv_mirror.h"
 #include "kernels/cuda/gemm_cuda.h"
+#include "kernels/cuda/top_candidates_cuda.h"
 #include "kernels/cuda/paged_attention_cuda.h"
 #include "kernels/cuda/stage_timer.h"
 #include "kernels/cuda/staging_arena.h"
@@ -143,6 +144,15 @@ struct FoxCudaModel::Impl {
   kernels::PinnedBytes step_readback;
   kernels::DeviceBuffer<int32_t> greedy;
   kernels::PinnedBytes greedy_readback;
+  // Top-candidates rows (ForwardItem::candidates): per row its inverse temperature, the
+  // candidates and their summary, read back together; the rows stay in `logits` for
+  // CandidateRow until the next step (first_candidate_row is where they start).
+  kernels::DeviceBuffer<double> candidate_inv_t;
+  kernels::DeviceBuffer<int32_t> candidate_ids;
+  kernels::DeviceBuffer<float> candidate_values;
+  kernels::DeviceBuffer<kernels::CandidateRowMeta> candidate_meta;
+  kernels::PinnedBytes candidate_readback;
+  int64_t first_candidate_row = 0, candidate_rows = 0;
   // FOXSERVE_PROFILE_STAGES=1: GPU time per stage, printed when the model is destroyed.
   kernels::StageTimer stages{std::getenv("FOXSERVE_PROFILE_STAGES")};
 
@@ -171,17 +181,24 @@ struct FoxCudaModel::Impl {
     std::vector<int64_t> readback_block_base;  // per item: where its touched blocks start
   };
 
+  // The step's logit rows (LogitRows order): returned to the host, reduced to candidates, then
+  // reduced to greedy tokens.
+  struct OutputRows {
+    int64_t all = 0, returned = 0, candidates = 0;
+    int64_t greedy() const { return all - returned - candidates; }
+  };
+
   // Every kernel of a step, from the embeddings to the greedy tokens: no allocation (after a first
   // step of the same shape) and no host copy, so a decode step can be captured as a graph.
   absl::Status LaunchStepKernels(absl::Span<const ForwardItem> items,
                                  const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
-                                 const DeviceStep* step, int64_t logit_rows, int64_t returned_rows);
+                                 const DeviceStep* step, const OutputRows& out);
   absl::Status LaunchDecodeGraph(absl::Span<const ForwardItem> items,
                                  const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
-                                 const DeviceStep& step, int64_t logit_rows, int64_t returned_rows);
+                                 const DeviceStep& step, const OutputRows& out);
   std::vector<uintptr_t> DecodeGraphSignature(int64_t num_items, const AcpOptions& acp,
-                                              const DeviceStep& step, int64_t logit_rows,
-                                              int64_t returned_rows) const;
+                                              const DeviceStep& step,
+                                              const OutputRows& out) const;
   absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
                         const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                         const DeviceStep* step);
@@ -198,6 +215,8 @@ struct FoxCudaModel::Impl {
                                  const DeviceStep& step, LayerPlan* plan);
   void ApplyDeviceStep(absl::Span<const ForwardItem> items, const DeviceStep& step,
                        const char* readback_bytes);
+  // After the step's synchronization: candidate_readback into the items' candidates.
+  void UnpackCandidates(absl::Span<const ForwardItem> items) const;
 };
 
 }  // namespace models

@@ -73,6 +73,10 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
     if (item.greedy_token != nullptr && item.all_logits) {
       return absl::InvalidArgumentError("a greedy-token item cannot ask for all its logits");
     }
+    if (item.candidates != nullptr && (item.all_logits || item.greedy_token != nullptr)) {
+      return absl::InvalidArgumentError(
+          "a candidates item can ask neither for all its logits nor for a greedy token");
+    }
     (*row_offsets)[i + 1] = (*row_offsets)[i] + n;
     *logit_rows += item.all_logits ? n : 1;
   }
@@ -80,10 +84,11 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
 }
 
 std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
-                               const std::vector<int64_t>& row_offsets, int64_t* returned_rows) {
+                               const std::vector<int64_t>& row_offsets, int64_t* returned_rows,
+                               int64_t* candidate_rows) {
   std::vector<int64_t> rows;
   for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].greedy_token != nullptr) continue;
+    if (items[i].greedy_token != nullptr || items[i].candidates != nullptr) continue;
     if (items[i].all_logits) {
       for (int64_t r = row_offsets[i]; r < row_offsets[i + 1]; ++r) rows.push_back(r);
     } else {
@@ -91,6 +96,10 @@ std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
     }
   }
   *returned_rows = static_cast<int64_t>(rows.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].candidates != nullptr) rows.push_back(row_offsets[i + 1] - 1);
+  }
+  if (candidate_rows != nullptr) *candidate_rows = static_cast<int64_t>(rows.size()) - *returned_rows;
   for (size_t i = 0; i < items.size(); ++i) {
     if (items[i].greedy_token != nullptr) rows.push_back(row_offsets[i + 1] - 1);
   }
@@ -165,8 +174,8 @@ absl::Status FoxModel::Forward(absl::Span<const ForwardItem> items, const AcpOpt
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) RunLayer(l, items, row_offsets, acp, kv_pool);
 
   // - Final norm and the output projection for the requested rows.
-  int64_t returned_rows = 0;
-  const std::vector<int64_t> rows = LogitRows(items, row_offsets, &returned_rows);
+  int64_t returned_rows = 0, candidate_rows = 0;
+  const std::vector<int64_t> rows = LogitRows(items, row_offsets, &returned_rows, &candidate_rows);
   sc.normed.resize(logit_rows * D);
   for (int64_t r = 0; r < logit_rows; ++r) {
     kernels::RmsNorm(sc.x.data() + rows[r] * D, weights_->final_norm.data(), D,
@@ -176,13 +185,31 @@ absl::Status FoxModel::Forward(absl::Span<const ForwardItem> items, const AcpOpt
   kernels::MatMulTransposedB(ConstMatrixView{sc.normed.data(), logit_rows, D, D},
                              Weight(weights_->output_embeddings(), V, D),
                              MatrixView{logits->data(), logit_rows, V, V}, pool_);
-  int64_t greedy_row = returned_rows;
+  // Candidates items keep their rows here (CandidateRow) and get the candidates.
+  candidate_rows_.assign(logits->begin() + returned_rows * V,
+                         logits->begin() + (returned_rows + candidate_rows) * V);
+  int64_t candidate_row = 0;
+  for (const ForwardItem& item : items) {
+    if (item.candidates == nullptr) continue;
+    kernels::TopCandidates(candidate_rows_.data() + candidate_row++ * V, V, kCandidateCount,
+                           item.candidates_inv_temperature, kCandidateCapacity, item.candidates);
+  }
+  int64_t greedy_row = returned_rows + candidate_rows;
   for (const ForwardItem& item : items) {
     if (item.greedy_token == nullptr) continue;
     *item.greedy_token = GreedyToken(absl::MakeConstSpan(*logits).subspan(greedy_row++ * V, V));
   }
   logits->resize(returned_rows * V);
   for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
+  return absl::OkStatus();
+}
+
+absl::Status FoxModel::CandidateRow(int64_t k, std::vector<float>* row) const {
+  const int64_t V = config().vocab_size;
+  if (k < 0 || (k + 1) * V > static_cast<int64_t>(candidate_rows_.size())) {
+    return absl::OutOfRangeError(absl::StrCat("no candidates item ", k, " in the last step"));
+  }
+  row->assign(candidate_rows_.begin() + k * V, candidate_rows_.begin() + (k + 1) * V);
   return absl::OkStatus();
 }
 

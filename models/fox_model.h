@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "kernels/cpu/top_candidates.h"
 #include "kernels/paged_kv.h"
 #include "kernels/thread_pool.h"
 #include "models/fox_weights.h"
@@ -39,7 +40,17 @@ struct ForwardItem {
   // here (the lowest id among ties; -1 when a logit of the row is not finite) and returns no
   // logits row for the item. On the GPU the row then never leaves the device.
   int32_t* greedy_token = nullptr;
+  // Top-candidates path (all_logits false, greedy_token null): the backend fills *candidates
+  // with kernels::TopCandidates of the item's last row (kCandidateCount, at
+  // candidates_inv_temperature) and returns no logits row for the item; the row stays readable
+  // through CandidateRow until the next Forward (for requests whose filters reach past them).
+  kernels::TokenCandidates* candidates = nullptr;
+  double candidates_inv_temperature = 1.0;
 };
+
+// How many of a row's most likely tokens the top-candidates path returns, and room for ties.
+inline constexpr int32_t kCandidateCount = 1024;
+inline constexpr int32_t kCandidateCapacity = 2048;
 
 // Checks a batch before a forward pass touches any state: token ids in the vocabulary, lengths
 // within each sequence's limit, pages present for every block the new tokens reach. Fills the
@@ -50,10 +61,11 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
 
 // The rows whose logits a forward pass computes, in output order: first the rows returned (all
 // rows of all_logits items, else each item's last), item by item, then the last row of each
-// greedy_token item (computed, reduced to a token, not returned). *returned_rows: how many come
-// first.
+// candidates item, then of each greedy_token item (computed, reduced, not returned).
+// *returned_rows: how many come first; *candidate_rows (optional): how many follow them.
 std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
-                               const std::vector<int64_t>& row_offsets, int64_t* returned_rows);
+                               const std::vector<int64_t>& row_offsets, int64_t* returned_rows,
+                               int64_t* candidate_rows = nullptr);
 
 // The greedy token of a logits row (as ForwardItem::greedy_token).
 int32_t GreedyToken(absl::Span<const float> row);
@@ -71,10 +83,13 @@ class FoxModel {
   kernels::KvPageLayout PageLayout(int32_t page_size) const;
 
   // Runs the items and writes their logits, [rows, vocab] row-major, rows in item order (all new
-  // tokens of an item when all_logits, else its last). Validates token ids, lengths and page
+  // tokens of an item when all_logits, else its last; none for greedy_token and candidates
+  // items, which get their token or candidates). Validates token ids, lengths and page
   // coverage before touching any state: on error nothing has changed.
   absl::Status Forward(absl::Span<const ForwardItem> items, const AcpOptions& acp,
                        const kernels::KvPoolView& kv_pool, std::vector<float>* logits);
+  // The logits row of the k-th candidates item of the last Forward (ForwardItem::candidates).
+  absl::Status CandidateRow(int64_t k, std::vector<float>* row) const;
 
  private:
   struct Scratch;
@@ -86,6 +101,7 @@ class FoxModel {
   kernels::ThreadPool* pool_;
   std::vector<double> logit_bounds_;
   std::unique_ptr<Scratch> scratch_;
+  std::vector<float> candidate_rows_;  // [candidates items of the last Forward][vocab]
 };
 
 }  // namespace models

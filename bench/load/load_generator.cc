@@ -3,6 +3,7 @@
 //   fox_load --server HOST:PORT [--mode closed|open] [--concurrency N] [--rate R]
 //            [--requests N | --duration S] [--prompt-tokens A[:B]] [--new-tokens A[:B]]
 //            [--seed S] [--csv FILE] [--json FILE] [--timeout S]
+//            [--temperature T [--top-k K] [--top-p P]]
 //
 // closed: N clients, each sends its next request when the previous one ends.
 // open:   requests arrive as a Poisson process of rate R per second, whatever is in flight.
@@ -10,7 +11,8 @@
 // request produces exactly its new-token count unless it fails. Prints a progress bar, then
 // throughput in generated tokens/s, time to first token and inter-token latency percentiles,
 // and error counts by gRPC code; --csv writes one row per request (with its seed and a hash of
-// its generated ids, to compare greedy outputs between runs), --json the summary.
+// its generated ids, to compare greedy outputs between runs), --json the summary. Greedy by
+// default; with --temperature each request samples, seeded with its own seed.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -59,6 +61,9 @@ struct Options {
   uint64_t seed = 1;
   double timeout = 600;
   std::string csv, json;
+  double temperature = 0;  // 0: greedy
+  int32_t top_k = 0;
+  double top_p = 1.0;
 };
 
 struct Record {
@@ -110,6 +115,13 @@ class Runner {
     }
     req.set_max_new_tokens(static_cast<uint32_t>(new_tokens));
     req.set_ignore_eos(true);
+    if (o_.temperature > 0) {
+      v1::SamplingParameters* s = req.mutable_sampling();
+      s->set_temperature(static_cast<float>(o_.temperature));
+      s->set_top_k(o_.top_k);
+      if (o_.top_p < 1.0) s->set_top_p(static_cast<float>(o_.top_p));
+      s->set_seed(seed);
+    }
     r.prompt_tokens = prompt;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
@@ -189,6 +201,9 @@ int Main(int argc, char** argv) {
     else if (f == "--seed") ok = absl::SimpleAtoi(v, &o.seed);
     else if (f == "--timeout") ok = absl::SimpleAtod(v, &o.timeout);
     else if (f == "--csv") o.csv = v;
+    else if (f == "--temperature") ok = absl::SimpleAtod(v, &o.temperature) && o.temperature >= 0;
+    else if (f == "--top-k") ok = absl::SimpleAtoi(v, &o.top_k) && o.top_k >= 0;
+    else if (f == "--top-p") ok = absl::SimpleAtod(v, &o.top_p) && o.top_p > 0 && o.top_p <= 1;
     else if (f == "--json") o.json = v;
     else ok = false;
     if (!ok) {

@@ -89,6 +89,14 @@ TEST_P(CudaBackendTest, GreedyTokenItemsReturnTheArgmaxAndNoLogits) {
       backend_.get(), {ids[0], ids[1], std::vector<int32_t>(ids[1].begin(), ids[1].begin() + 5)});
 }
 
+TEST_P(CudaBackendTest, CandidatesItemsGetTheTopOfTheirRows) {
+  const auto& ids = golden_.input_ids;
+  // The GPU sums the mass in a reduction's order, and its products see other row counts.
+  ExpectCandidatesMatchTheRows(
+      backend_.get(), {ids[0], ids[1], std::vector<int32_t>(ids[1].begin(), ids[1].begin() + 5)},
+      1e-2, 1e-12);
+}
+
 TEST_P(CudaBackendTest, LogitsGreedyDecodeAndChunks) {
   const int64_t V = golden_.vocab, T = golden_.tokens;
   for (int64_t b = 0; b < golden_.batch; ++b) {

@@ -157,6 +157,47 @@ TEST_F(EngineTest, BatchedRequestsEqualTheirSoloRuns) {
   EXPECT_EQ(e->blocks().num_pages_free(), e->blocks().num_pages_total());
 }
 
+// Sampled requests draw from their rows' top candidates (ForwardItem::candidates) with the same
+// seeded tokens as from whole rows, including requests whose filters reach past the candidates
+// (top_k 600 over a 512-token vocabulary: every token goes back to the whole row).
+TEST_F(EngineTest, CandidatesDrawTheSameTokensAsWholeRows) {
+  struct Filter {
+    float temperature, top_p, min_p;
+    int32_t top_k;
+  };
+  const std::vector<Filter> filters = {{0.8f, 0.95f, 0.0f, 0}, {1.3f, 1.0f, 0.0f, 20},
+                                       {0.5f, 0.7f, 0.0f, 50}, {1.0f, 1.0f, 0.1f, 0},
+                                       {1.0f, 0.9f, 0.0f, 600}, {2.0f, 1.0f, 0.0f, 600}};
+  std::vector<std::vector<int32_t>> outputs[2];
+  for (bool candidates : {true, false}) {
+    EngineOptions o;
+    o.scheduler.max_batch_tokens = 128;
+    o.max_model_len = max_model_len_;
+    o.sample_from_candidates = candidates;
+    Engine e(backend_.get(), nullptr, o, nullptr);
+    std::vector<std::shared_ptr<CollectingSink>> sinks;
+    for (size_t i = 0; i < filters.size(); ++i) {
+      GenerationRequest r = Request(20 + 9 * i, 12, 300 + i, /*sampled=*/true);
+      r.sampling.temperature = filters[i].temperature;
+      r.sampling.top_p = filters[i].top_p;
+      r.sampling.min_p = filters[i].min_p;
+      r.sampling.top_k = filters[i].top_k;
+      sinks.push_back(std::make_shared<CollectingSink>());
+      ASSERT_TRUE(e.Add(i + 1, r, sinks.back()).ok());
+    }
+    RunToCompletion(e);
+    for (const auto& sink : sinks) {
+      ASSERT_TRUE(sink->finished());
+      EXPECT_EQ(sink->last.finish_reason, FinishReason::kLength) << sink->last.status;
+      outputs[candidates ? 0 : 1].push_back(sink->tokens);
+    }
+  }
+  for (size_t i = 0; i < filters.size(); ++i) {
+    EXPECT_EQ(outputs[0][i], outputs[1][i]) << "request " << i;
+    EXPECT_EQ(outputs[0][i].size(), 12u);
+  }
+}
+
 // A pool too small for all requests at once: the scheduler preempts, recomputes, and every
 // request still gets exactly the tokens it gets alone.
 TEST_F(EngineTest, PreemptedRequestsProduceTheSameTokens) {

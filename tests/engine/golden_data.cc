@@ -95,6 +95,58 @@ double RelativeError(const float* a, const float* b, int64_t n) {
 }
 
 
+void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
+                                  const std::vector<std::vector<int32_t>>& prompts,
+                                  double row_tolerance, double total_tolerance) {
+  ASSERT_EQ(prompts.size(), 3u);
+  const int64_t V = backend->config().vocab_size;
+  engine::KvBlockManager blocks(backend->num_pages());
+  std::vector<kernels::TokenCandidates> got(3);
+  auto run = [&](bool candidates, std::vector<float>* logits) {
+    std::vector<std::unique_ptr<models::SequenceKvState>> states;
+    std::vector<models::ForwardItem> items;
+    for (size_t i = 0; i < 3; ++i) {
+      states.push_back(backend->NewSequenceState(static_cast<int64_t>(prompts[i].size())));
+      ASSERT_TRUE(engine::ReservePages(blocks, *states.back(),
+                                       static_cast<int64_t>(prompts[i].size()),
+                                       backend->page_size())
+                      .ok());
+      models::ForwardItem item;
+      item.state = states.back().get();
+      item.tokens = prompts[i];
+      if (candidates && i != 1) {
+        item.candidates = &got[i];
+        item.candidates_inv_temperature = i == 0 ? 1.0 : 0.5;
+      }
+      items.push_back(item);
+    }
+    const absl::Status st = backend->Forward(items, logits);
+    for (auto& s : states) engine::ReleasePages(blocks, *s);
+    ASSERT_TRUE(st.ok()) << st;
+  };
+  std::vector<float> all, some;
+  run(false, &all);
+  run(true, &some);
+  ASSERT_EQ(some.size(), static_cast<size_t>(V)) << "only item 1's row comes back";
+  std::vector<float> row;
+  for (size_t i : {0, 2}) {
+    const int64_t k = i == 0 ? 0 : 1;
+    ASSERT_TRUE(backend->CandidateRow(k, &row).ok());
+    ASSERT_EQ(row.size(), static_cast<size_t>(V));
+    EXPECT_LT(RelativeError(row.data(), all.data() + i * V, V), row_tolerance) << "item " << i;
+    kernels::TokenCandidates expected;
+    kernels::TopCandidates(row.data(), V, models::kCandidateCount, i == 0 ? 1.0 : 0.5,
+                           models::kCandidateCapacity, &expected);
+    const kernels::TokenCandidates& c = got[i];
+    ASSERT_TRUE(c.finite && c.complete) << "item " << i;
+    EXPECT_EQ(c.ids, expected.ids) << "item " << i;
+    EXPECT_EQ(c.logits, expected.logits) << "item " << i;
+    EXPECT_EQ(c.max_logit, expected.max_logit) << "item " << i;
+    EXPECT_LE(std::fabs(c.total - expected.total), total_tolerance * expected.total) << "item " << i;
+  }
+  EXPECT_FALSE(backend->CandidateRow(2, &row).ok()) << "two candidates items, not three";
+}
+
 void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
                                       const std::vector<std::vector<int32_t>>& prompts) {
   ASSERT_EQ(prompts.size(), 3u);

@@ -37,6 +37,14 @@ void WriteFastForgettingModel(const std::string& golden, const std::string& dir)
 void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
                                       const std::vector<std::vector<int32_t>>& prompts);
 
+// One step with two candidates items (inverse temperatures 1 and 0.5) around a returned row:
+// each item's candidates are kernels::TopCandidates of its row (CandidateRow), which is the row
+// a plain step returns (within `row_tolerance`); the total mass within `total_tolerance`
+// (relative; 0 on the CPU, whose twin sums in the same order).
+void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
+                                  const std::vector<std::vector<int32_t>>& prompts,
+                                  double row_tolerance, double total_tolerance);
+
 // ||a - b|| / ||b|| over n values.
 double RelativeError(const float* a, const float* b, int64_t n);
 

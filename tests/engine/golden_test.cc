@@ -65,6 +65,13 @@ TEST_P(GoldenTest, GreedyTokenItemsReturnTheArgmaxAndNoLogits) {
       backend_.get(), {ids[0], ids[1], std::vector<int32_t>(ids[1].begin(), ids[1].begin() + 5)});
 }
 
+TEST_P(GoldenTest, CandidatesItemsGetTheTopOfTheirRows) {
+  const auto& ids = golden_.input_ids;
+  ExpectCandidatesMatchTheRows(
+      backend_.get(), {ids[0], ids[1], std::vector<int32_t>(ids[1].begin(), ids[1].begin() + 5)},
+      1e-6, 0.0);
+}
+
 TEST_P(GoldenTest, GreedyContinuationMatchesReference) {
   for (int64_t b = 0; b < golden_.batch; ++b) {
     const int64_t n = static_cast<int64_t>(golden_.greedy_tokens[b].size());

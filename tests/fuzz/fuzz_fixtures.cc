@@ -97,6 +97,9 @@ class ConfigOnlyBackend : public engine::ModelBackend {
   absl::Status Forward(absl::Span<const models::ForwardItem>, std::vector<float>*) override {
     Die("the validation engine must not run a forward pass");
   }
+  absl::Status CandidateRow(int64_t, std::vector<float>*) override {
+    Die("the validation engine must not run a forward pass");
+  }
 
  private:
   models::FoxConfig config_;
