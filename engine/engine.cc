@@ -12,6 +12,9 @@ namespace foxserve {
 namespace engine {
 namespace {
 
+// Tokens a request samples from whole rows after its filters reached past its candidates.
+constexpr int64_t kRowsAfterCandidateMiss = 16;
+
 double SecondsBetween(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
@@ -370,10 +373,15 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
     // Logits come to the host only when the sampler needs them: a chunk that leaves prompt to
     // compute needs none, a plain greedy request without logprobs only their argmax.
     const bool samples = chunk.num_tokens == seq->num_to_compute();
+    bool candidates = samples && options_.sample_from_candidates &&
+                      seq->sampler.candidates_eligible() && seq->request.logprobs < 0;
+    if (candidates && seq->rows_before_candidates > 0) {
+      --seq->rows_before_candidates;
+      candidates = false;
+    }
     if (!samples || (seq->sampler.plain_greedy() && seq->request.logprobs < 0)) {
       item.greedy_token = &greedy_tokens_[i];
-    } else if (options_.sample_from_candidates && seq->sampler.candidates_eligible() &&
-               seq->request.logprobs < 0) {
+    } else if (candidates) {
       // Only the row's most likely tokens come back (a few KB instead of the row).
       item.candidates = &step_candidates_[i];
       item.candidates_inv_temperature = 1.0 / seq->request.sampling.temperature;
@@ -454,18 +462,36 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
       choose(0, static_cast<int64_t>(ready.size()));
     }
     // Requests whose filters reached past their candidates choose from the whole row, which the
-    // backend still holds (one at a time: the backend is not thread-safe).
-    std::vector<float> row;
+    // backend still holds: fetched one at a time (the backend is not thread-safe), then chosen
+    // in parallel like returned rows.
+    std::vector<size_t> again;
     for (size_t r = 0; r < ready.size(); ++r) {
       if (!choices[r].needs_row) continue;
       const size_t i = ready[r];
+      plan.chunks[i].sequence->rows_before_candidates = kRowsAfterCandidateMiss;
+      const size_t slot = again.size();
+      candidate_rows_.resize((slot + 1) * V);
+      std::vector<float> row;
       const absl::Status fetched = backend_->CandidateRow(candidates_row[i], &row);
       if (!fetched.ok()) {
         choices[r] = TokenChoice();
         choices[r].error = fetched;
         continue;
       }
-      choices[r] = ChooseToken(plan.chunks[i].sequence, absl::MakeSpan(row), nullptr);
+      std::copy(row.begin(), row.end(), candidate_rows_.begin() + slot * V);
+      again.push_back(r);
+    }
+    auto choose_again = [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        const size_t r = again[j];
+        choices[r] = ChooseToken(plan.chunks[ready[r]].sequence,
+                                 absl::MakeSpan(candidate_rows_).subspan(j * V, V), nullptr);
+      }
+    };
+    if (again.size() > 1) {
+      sampling_pool_->ParallelFor(static_cast<int64_t>(again.size()), 1, choose_again);
+    } else {
+      choose_again(0, static_cast<int64_t>(again.size()));
     }
     profile_.Add("sample", t_sample);
     for (size_t r = 0; r < ready.size(); ++r) {

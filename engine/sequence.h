@@ -44,6 +44,10 @@ struct Sequence {
   SequenceStatus status = SequenceStatus::kWaiting;
   models::AcpCounters acp;  // this request's ACP blocks
   int64_t evicted_pages = 0;  // pages of kv freed by ACP eviction (0 again after preemption)
+  // Tokens to sample from whole rows before trying top candidates again: set when a request's
+  // filters reached past its candidates (a flat distribution stays flat for a while, and a miss
+  // costs a second copy of the row).
+  int64_t rows_before_candidates = 0;
   int64_t num_preemptions = 0;
   std::optional<Clock::time_point> first_token_time;
   Clock::time_point last_token_time;
