@@ -470,7 +470,7 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
       const size_t i = ready[r];
       plan.chunks[i].sequence->rows_before_candidates = kRowsAfterCandidateMiss;
       const size_t slot = again.size();
-      candidate_rows_.resize((slot + 1) * V);
+      missed_rows_.resize((slot + 1) * V);
       std::vector<float> row;
       const absl::Status fetched = backend_->CandidateRow(candidates_row[i], &row);
       if (!fetched.ok()) {
@@ -478,14 +478,14 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
         choices[r].error = fetched;
         continue;
       }
-      std::copy(row.begin(), row.end(), candidate_rows_.begin() + slot * V);
+      std::copy(row.begin(), row.end(), missed_rows_.begin() + slot * V);
       again.push_back(r);
     }
     auto choose_again = [&](int64_t begin, int64_t end) {
       for (int64_t j = begin; j < end; ++j) {
         const size_t r = again[j];
         choices[r] = ChooseToken(plan.chunks[ready[r]].sequence,
-                                 absl::MakeSpan(candidate_rows_).subspan(j * V, V), nullptr);
+                                 absl::MakeSpan(missed_rows_).subspan(j * V, V), nullptr);
       }
     };
     if (again.size() > 1) {

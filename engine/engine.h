@@ -116,7 +116,7 @@ class Engine {
   std::vector<models::AcpCounters> step_counters_;
   std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path
   std::vector<kernels::TokenCandidates> step_candidates_;  // per chunk, for the candidates path
-  std::vector<float> candidate_rows_;  // whole rows fetched for candidates that did not suffice
+  std::vector<float> missed_rows_;  // whole rows fetched for candidates that did not suffice
   HostStageProfile profile_;
   // Host sampling of a step's sequences (top-p over a 50k vocabulary is about a millisecond a
   // token); idle between steps.
