@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 #include "engine/kv_block_manager.h"
 #include "gtest/gtest.h"
@@ -95,6 +96,34 @@ double RelativeError(const float* a, const float* b, int64_t n) {
 }
 
 
+namespace {
+
+// One Forward of the three prompts as fresh sequences (pages reserved and released around it);
+// `shape` sets an item's output fields.
+void ForwardThreePrompts(engine::ModelBackend* backend, engine::KvBlockManager& blocks,
+                         const std::vector<std::vector<int32_t>>& prompts,
+                         const std::function<void(size_t, models::ForwardItem*)>& shape,
+                         std::vector<float>* logits) {
+  std::vector<std::unique_ptr<models::SequenceKvState>> states;
+  std::vector<models::ForwardItem> items;
+  for (size_t i = 0; i < 3; ++i) {
+    states.push_back(backend->NewSequenceState(static_cast<int64_t>(prompts[i].size())));
+    ASSERT_TRUE(engine::ReservePages(blocks, *states.back(),
+                                     static_cast<int64_t>(prompts[i].size()), backend->page_size())
+                    .ok());
+    models::ForwardItem item;
+    item.state = states.back().get();
+    item.tokens = prompts[i];
+    shape(i, &item);
+    items.push_back(item);
+  }
+  const absl::Status st = backend->Forward(items, logits);
+  for (auto& s : states) engine::ReleasePages(blocks, *s);
+  ASSERT_TRUE(st.ok()) << st;
+}
+
+}  // namespace
+
 void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
                                   const std::vector<std::vector<int32_t>>& prompts,
                                   double row_tolerance, double total_tolerance) {
@@ -103,26 +132,12 @@ void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
   engine::KvBlockManager blocks(backend->num_pages());
   std::vector<kernels::TokenCandidates> got(3);
   auto run = [&](bool candidates, std::vector<float>* logits) {
-    std::vector<std::unique_ptr<models::SequenceKvState>> states;
-    std::vector<models::ForwardItem> items;
-    for (size_t i = 0; i < 3; ++i) {
-      states.push_back(backend->NewSequenceState(static_cast<int64_t>(prompts[i].size())));
-      ASSERT_TRUE(engine::ReservePages(blocks, *states.back(),
-                                       static_cast<int64_t>(prompts[i].size()),
-                                       backend->page_size())
-                      .ok());
-      models::ForwardItem item;
-      item.state = states.back().get();
-      item.tokens = prompts[i];
+    ForwardThreePrompts(backend, blocks, prompts, [&](size_t i, models::ForwardItem* item) {
       if (candidates && i != 1) {
-        item.candidates = &got[i];
-        item.candidates_inv_temperature = i == 0 ? 1.0 : 0.5;
+        item->candidates = &got[i];
+        item->candidates_inv_temperature = i == 0 ? 1.0 : 0.5;
       }
-      items.push_back(item);
-    }
-    const absl::Status st = backend->Forward(items, logits);
-    for (auto& s : states) engine::ReleasePages(blocks, *s);
-    ASSERT_TRUE(st.ok()) << st;
+    }, logits);
   };
   std::vector<float> all, some;
   run(false, &all);
@@ -153,24 +168,10 @@ void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
   const int64_t V = backend->config().vocab_size;
   engine::KvBlockManager blocks(backend->num_pages());
   auto run = [&](bool greedy, std::vector<float>* logits, std::vector<int32_t>* tokens) {
-    std::vector<std::unique_ptr<models::SequenceKvState>> states;
-    std::vector<models::ForwardItem> items;
     tokens->assign(3, -7);
-    for (size_t i = 0; i < 3; ++i) {
-      states.push_back(backend->NewSequenceState(static_cast<int64_t>(prompts[i].size())));
-      ASSERT_TRUE(engine::ReservePages(blocks, *states.back(),
-                                       static_cast<int64_t>(prompts[i].size()),
-                                       backend->page_size())
-                      .ok());
-      models::ForwardItem item;
-      item.state = states.back().get();
-      item.tokens = prompts[i];
-      if (greedy && i != 1) item.greedy_token = &(*tokens)[i];
-      items.push_back(item);
-    }
-    const absl::Status st = backend->Forward(items, logits);
-    for (auto& s : states) engine::ReleasePages(blocks, *s);
-    ASSERT_TRUE(st.ok()) << st;
+    ForwardThreePrompts(backend, blocks, prompts, [&](size_t i, models::ForwardItem* item) {
+      if (greedy && i != 1) item->greedy_token = &(*tokens)[i];
+    }, logits);
   };
   std::vector<float> all, some;
   std::vector<int32_t> unused, tokens;
