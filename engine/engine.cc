@@ -494,6 +494,10 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
       choose_again(0, static_cast<int64_t>(again.size()));
     }
     profile_.Add("sample", t_sample);
+    if (observer_ != nullptr && candidate_rows > 0) {
+      observer_->OnCandidateSampling(candidate_rows - static_cast<int64_t>(again.size()),
+                                     static_cast<int64_t>(again.size()));
+    }
     for (size_t r = 0; r < ready.size(); ++r) {
       Advance(plan.chunks[ready[r]].sequence, std::move(choices[r]));
     }

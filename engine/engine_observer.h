@@ -44,6 +44,9 @@ class EngineObserver {
   virtual void OnStep(const StepStats& stats) {}
   virtual void OnFirstToken(double seconds_since_arrival) {}
   virtual void OnInterTokenLatency(double seconds) {}
+  // After a step's tokens are chosen, before they go out: tokens drawn from the rows' top
+  // candidates (served) and those whose filters reached past them (missed: drawn from the row).
+  virtual void OnCandidateSampling(int64_t served, int64_t missed) {}
   virtual void OnRequestFinished(const FinishedRequestStats& stats) {}
 };
 

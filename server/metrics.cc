@@ -124,6 +124,13 @@ ServerMetrics::ServerMetrics(int64_t num_layers, int64_t num_heads, bool per_hea
                   .Help("KV pages freed by ACP eviction: blocks dead for every future query.")
                   .Register(*registry_)
                   .Add({});
+  auto& candidates = BuildCounter()
+                         .Name("foxserve_sampling_candidates_total")
+                         .Help("Sampled tokens drawn from their row's top candidates (served) or, "
+                               "when the filters reached past them, from the whole row (missed).")
+                         .Register(*registry_);
+  candidates_served_ = &candidates.Add({{"result", "served"}});
+  candidates_missed_ = &candidates.Add({{"result", "missed"}});
   auto& computed = BuildCounter()
                        .Name("foxserve_acp_blocks_computed_total")
                        .Help("Attention (query block, key block) tiles computed, by layer and phase.")
@@ -252,6 +259,10 @@ void ServerMetrics::OnStep(const engine::StepStats& stats) {
 }
 
 void ServerMetrics::OnFirstToken(double seconds) { ttft_->Observe(seconds); }
+void ServerMetrics::OnCandidateSampling(int64_t served, int64_t missed) {
+  candidates_served_->Increment(static_cast<double>(served));
+  candidates_missed_->Increment(static_cast<double>(missed));
+}
 void ServerMetrics::OnInterTokenLatency(double seconds) { itl_->Observe(seconds); }
 
 void ServerMetrics::OnRequestFinished(const engine::FinishedRequestStats& stats) {

@@ -44,6 +44,7 @@ class ServerMetrics : public engine::EngineObserver {
   void OnFirstToken(double seconds) override;
   void OnInterTokenLatency(double seconds) override;
   void OnRequestFinished(const engine::FinishedRequestStats& stats) override;
+  void OnCandidateSampling(int64_t served, int64_t missed) override;
 
  private:
   class EngineGauges;
@@ -65,6 +66,8 @@ class ServerMetrics : public engine::EngineObserver {
   prometheus::Counter* preemptions_;
   prometheus::Counter* steps_;
   prometheus::Counter* evicted_;
+  prometheus::Counter* candidates_served_;
+  prometheus::Counter* candidates_missed_;
   // [phase][layer]
   std::vector<prometheus::Counter*> acp_computed_;
   std::vector<prometheus::Counter*> acp_skipped_;

@@ -171,6 +171,28 @@ TEST_F(ServerTest, ThirtyTwoConcurrentStreamsOfMixedLengths) {
   EXPECT_TRUE(WaitForMetric(ok_total, 32)) << Scrape()[ok_total];
 }
 
+// Sampled requests: top_k 5 is drawn from the rows' top candidates, top_k 600 over this model's
+// 512-token vocabulary always reaches past them; both finish, and the scrape counts each kind.
+TEST_F(ServerTest, SampledTokensCountedByCandidatesServedOrMissed) {
+  for (int32_t top_k : {5, 600}) {
+    grpc::ClientContext ctx;
+    v1::GenerateRequest r = Greedy(0, 8);
+    r.mutable_sampling()->set_temperature(0.9f);
+    r.mutable_sampling()->set_top_k(top_k);
+    r.mutable_sampling()->set_seed(17);
+    v1::GenerateResponse response;
+    const grpc::Status s = stub_->Generate(&ctx, r, &response);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(response.token_ids_size(), 8);
+  }
+  // 8 tokens each; after a miss a request takes whole rows for a while, so at least one missed.
+  EXPECT_TRUE(WaitForMetrics(server_->metrics_port(),
+                             {{"foxserve_sampling_candidates_total{result=\"served\"}", 8}}));
+  const auto metrics = Scrape();
+  EXPECT_GE(metrics.at("foxserve_sampling_candidates_total{result=\"missed\"}"), 1);
+  EXPECT_LE(metrics.at("foxserve_sampling_candidates_total{result=\"missed\"}"), 8);
+}
+
 TEST_F(ServerTest, CancellingMidStreamFreesTheBlocks) {
   RestartForLongRequests();
   grpc::ClientContext ctx;
