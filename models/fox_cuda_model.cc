@@ -226,22 +226,22 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   m.rows_sel.Upload(rows, m.stream);
   const int64_t greedy_rows = out.greedy();
   m.greedy_readback.Reserve(std::max<int64_t>(1, greedy_rows) * sizeof(int32_t), 0);
-  // Candidates: sized here (the kernels allocate nothing), read back after the step.
+  // Candidates: sized here (the kernels allocate nothing), read back after the step. A step
+  // without candidate rows touches none of this.
   const int64_t cap = kCandidateCapacity;
-  const size_t candidate_bytes =
-      out.candidates * (sizeof(kernels::CandidateRowMeta) + cap * (sizeof(int32_t) + sizeof(float)));
-  {
+  if (out.candidates > 0) {
     std::vector<double> inv_t;
     for (const ForwardItem& item : items) {
       if (item.candidates != nullptr) inv_t.push_back(item.candidates_inv_temperature);
     }
-    if (inv_t.empty()) inv_t.push_back(1.0);  // keeps the buffer's address for a graph
     m.candidate_inv_t.Upload(inv_t, m.stream);
-    const int64_t n = std::max<int64_t>(1, out.candidates);
-    m.candidate_ids.Resize(n * cap);
-    m.candidate_values.Resize(n * cap);
-    m.candidate_meta.Resize(n);
-    m.candidate_readback.Reserve(std::max<size_t>(1, candidate_bytes), 0);
+    m.candidate_ids.Resize(out.candidates * cap);
+    m.candidate_values.Resize(out.candidates * cap);
+    m.candidate_meta.Resize(out.candidates);
+    m.candidate_readback.Reserve(
+        out.candidates *
+            (sizeof(kernels::CandidateRowMeta) + cap * (sizeof(int32_t) + sizeof(float))),
+        0);
   }
   m.first_candidate_row = out.returned;
   m.candidate_rows = out.candidates;
