@@ -45,7 +45,8 @@ class CudaBackend : public ModelBackend {
                        std::vector<float>* logits) override;
   absl::Status CandidateRow(int64_t k, std::vector<float>* row) override;
   void PoisonPages(absl::Span<const int32_t> pages) override;
-  // Decode steps run as one CUDA graph launch (the default; FOXSERVE_CUDA_GRAPHS=off turns graphs off).
+  // Decode steps run as one CUDA graph launch so far (graphs are on unless
+  // FOXSERVE_CUDA_GRAPHS=off).
   int64_t decode_graph_launches() const;
 
  private:

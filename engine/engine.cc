@@ -469,30 +469,25 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
       if (!choices[r].needs_row) continue;
       const size_t i = ready[r];
       plan.chunks[i].sequence->rows_before_candidates = kRowsAfterCandidateMiss;
-      const size_t slot = again.size();
-      missed_rows_.resize((slot + 1) * V);
-      std::vector<float> row;
-      const absl::Status fetched = backend_->CandidateRow(candidates_row[i], &row);
+      if (missed_rows_.size() <= again.size()) missed_rows_.resize(again.size() + 1);
+      const absl::Status fetched =
+          backend_->CandidateRow(candidates_row[i], &missed_rows_[again.size()]);
       if (!fetched.ok()) {
         choices[r] = TokenChoice();
         choices[r].error = fetched;
         continue;
       }
-      std::copy(row.begin(), row.end(), missed_rows_.begin() + slot * V);
       again.push_back(r);
     }
-    auto choose_again = [&](int64_t begin, int64_t end) {
-      for (int64_t j = begin; j < end; ++j) {
-        const size_t r = again[j];
-        choices[r] = ChooseToken(plan.chunks[ready[r]].sequence,
-                                 absl::MakeSpan(missed_rows_).subspan(j * V, V), nullptr);
-      }
-    };
-    if (again.size() > 1) {
-      sampling_pool_->ParallelFor(static_cast<int64_t>(again.size()), 1, choose_again);
-    } else {
-      choose_again(0, static_cast<int64_t>(again.size()));
-    }
+    // (ParallelFor runs a single item on this thread.)
+    sampling_pool_->ParallelFor(
+        static_cast<int64_t>(again.size()), 1, [&](int64_t begin, int64_t end) {
+          for (int64_t j = begin; j < end; ++j) {
+            const size_t r = again[j];
+            choices[r] = ChooseToken(plan.chunks[ready[r]].sequence,
+                                     absl::MakeSpan(missed_rows_[j]), nullptr);
+          }
+        });
     profile_.Add("sample", t_sample);
     if (observer_ != nullptr && candidate_rows > 0) {
       observer_->OnCandidateSampling(candidate_rows - static_cast<int64_t>(again.size()),

@@ -20,8 +20,8 @@
 #include "engine/model_backend.h"
 #include "engine/request.h"
 #include "engine/scheduler.h"
-#include "kernels/thread_pool.h"
 #include "engine/sequence.h"
+#include "kernels/thread_pool.h"
 #include "models/tokenizer.h"
 
 namespace foxserve {
@@ -116,7 +116,8 @@ class Engine {
   std::vector<models::AcpCounters> step_counters_;
   std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path
   std::vector<kernels::TokenCandidates> step_candidates_;  // per chunk, for the candidates path
-  std::vector<float> missed_rows_;  // whole rows fetched for candidates that did not suffice
+  // Whole rows fetched for candidates that did not suffice (capacity kept from step to step).
+  std::vector<std::vector<float>> missed_rows_;
   HostStageProfile profile_;
   // Host sampling of a step's sequences (top-p over a 50k vocabulary is about a millisecond a
   // token); idle between steps.
