@@ -25,11 +25,6 @@ struct TokenCandidates {
   bool finite = true;  // false when the row holds a value that is not finite (nothing else set)
 };
 
-// Order-preserving map of a float to an unsigned key (larger float, larger key; -0 below +0).
-inline uint32_t OrderedFloatKey(uint32_t bits) {
-  return (bits & 0x80000000u) != 0 ? ~bits : bits | 0x80000000u;
-}
-
 // The candidates of row [vocab]: the `count` largest by value, and every token tied with the
 // smallest of them, unless that makes more than `capacity`.
 void TopCandidates(const float* row, int64_t vocab, int32_t count, double inv_temperature,
