@@ -160,6 +160,24 @@ void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
     EXPECT_LE(std::fabs(c.total - expected.total), total_tolerance * expected.total) << "item " << i;
   }
   EXPECT_FALSE(backend->CandidateRow(2, &row).ok()) << "two candidates items, not three";
+
+  // An item asking for both candidates and a greedy token is refused before anything runs.
+  auto state = backend->NewSequenceState(static_cast<int64_t>(prompts[0].size()));
+  ASSERT_TRUE(engine::ReservePages(blocks, *state, static_cast<int64_t>(prompts[0].size()),
+                                   backend->page_size())
+                  .ok());
+  int32_t token = 0;
+  kernels::TokenCandidates candidates;
+  models::ForwardItem bad;
+  bad.state = state.get();
+  bad.tokens = prompts[0];
+  bad.greedy_token = &token;
+  bad.candidates = &candidates;
+  std::vector<float> logits;
+  const absl::Status st = backend->Forward({bad}, &logits);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(state->num_tokens, 0);
+  engine::ReleasePages(blocks, *state);
 }
 
 void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
