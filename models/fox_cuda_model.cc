@@ -449,7 +449,7 @@ std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_item
       u(ids.get()), u(token_item.get()), u(item_first.get()), u(item_last.get()),
       u(positions.get()), u(rows_sel.get()), u(x.get()), u(proj.get()), u(q.get()), u(k.get()),
       u(v.get()), u(q_norms.get()), u(k_norms.get()), u(attn.get()), u(delta.get()),
-      u(gate_up.get()), u(shift_in.get()), u(shift_out.get()), u(logits.get()), u(a.get()),
+      u(gate_up.get()), u(logits.get()), u(a.get()),
       u(o.get()), u(mid.get()), u(pm.get()), u(pl.get()), u(pacc.get()), u(row_c.get()),
       u(log_f.get()), u(row_c_rel.get()), u(row_page.get()), u(row_slot.get()),
       u(prefill_start.get()), u(decode_begin.get()), u(decode_end.get()), u(row_table.get()),
