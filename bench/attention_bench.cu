@@ -91,8 +91,9 @@ int Run(int argc, char** argv) {
     std::printf("copy bandwidth: %.0f GB/s (read + write)\n",
                 5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9);
   }
-  std::printf("%-9s %-5s %10s %10s %10s %10s %9s %12s %10s %12s %10s %9s\n", "B x T",
-              "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "skipped",
+  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %9s %12s %10s %12s %10s %9s\n",
+              "B x T", "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
+              "wgmma err", "skipped",
               "decode us", "GB/s live", "warp dec us", "GB/s live", "skipped");
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
@@ -201,6 +202,28 @@ int Run(int argc, char** argv) {
       cudaEventRecord(e1);
       FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
       const double mma_ms = Elapsed(e0, e1) / repeats;
+      const std::vector<float> mma_out = out_d.Download();
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillWgmma(pool, rows, prefill, nullptr));
+      cudaEventRecord(e0);
+      for (int r = 0; r < repeats; ++r) LaunchPagedPrefillWgmma(pool, rows, prefill, nullptr);
+      cudaEventRecord(e1);
+      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+      const double wgmma_ms = Elapsed(e0, e1) / repeats;
+      // The two tensor-core kernels round alike: their outputs must agree far inside 2e-2.
+      double wgmma_diff = 0;
+      {
+        const std::vector<float> wgmma_out = out_d.Download();
+        for (size_t r = 0; r < mma_out.size() / D; ++r) {
+          double num = 0, den = 0;
+          for (int i = 0; i < D; ++i) {
+            const double x = wgmma_out[r * D + i], y = mma_out[r * D + i];
+            num += (x - y) * (x - y);
+            den += y * y;
+          }
+          const double rel = std::sqrt(num / std::max(den, 1e-30));
+          wgmma_diff = std::isfinite(rel) ? std::max(wgmma_diff, rel) : INFINITY;
+        }
+      }
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
 
@@ -263,11 +286,11 @@ int Run(int argc, char** argv) {
       const double warp_us = time_decode(LaunchPagedDecodeWarpSplit);
       const double live_bytes = static_cast<double>(dtasks.live_key_blocks) * CudaPageBytes(PS, D);
       const double decode_skipped = 1.0 - static_cast<double>(dtasks.live_key_blocks) / (B * H * blocks);
-      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %8.1f%% %12.1f "
-                  "%10.0f %12.1f %10.0f %8.1f%%\n",
+      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %10.1e %8.1f%% "
+                  "%12.1f %10.0f %12.1f %10.0f %8.1f%%\n",
                   static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
                   prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, mma_ms, flops / (mma_ms * 1e-3) / 1e12,
-                  100 * prefill_skipped, decode_us,
+                  wgmma_ms, flops / (wgmma_ms * 1e-3) / 1e12, wgmma_diff, 100 * prefill_skipped, decode_us,
                   live_bytes / (decode_us * 1e-6) / 1e9, warp_us,
                   live_bytes / (warp_us * 1e-6) / 1e9, 100 * decode_skipped);
       std::fflush(stdout);

@@ -104,6 +104,8 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->ip = w->in_proj;
   impl->logit_bounds = ComputeLogitBounds(*w);
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
+  FOXSERVE_RETURN_IF_ERROR(
+      ReadSwitch("FOXSERVE_PREFILL_KERNEL", "wgmma", "mma", &impl->wgmma_prefill));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
   if (const char* chunk = std::getenv("FOXSERVE_DECODE_CHUNK_BLOCKS"); chunk != nullptr) {
     int32_t blocks = 0;
@@ -612,7 +614,8 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
   FOXSERVE_RETURN_IF_ERROR(
-      Check(kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream),
+      Check(wgmma_prefill ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)
+                          : kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream),
             "prefill attention"));
   stages.Mark("decode attention", stream);
   if (plan.decode.count > 0) {

@@ -101,6 +101,8 @@ struct FoxCudaModel::Impl {
   bool device_planner = true;
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
+  // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=wgmma|mma, the A/B pair).
+  bool wgmma_prefill = true;
   // Key blocks per split-K decode task (FOXSERVE_DECODE_CHUNK_BLOCKS, for benchmarks).
   int32_t decode_chunk_blocks = cuda_model::kDecodeChunkBlocks;
   // Decode steps (one token per item, device planner) as one CUDA graph launch per step (on by

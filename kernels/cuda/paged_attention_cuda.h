@@ -90,6 +90,11 @@ cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& 
 // P are rounded to bf16, so it agrees with the fp32 twin to about 1e-2 rather than 1e-6.
 cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream);
+// The same prefill on Hopper's warpgroup MMAs (wgmma.mma_async: Q, K and V read from swizzled
+// shared memory, P from registers), two tasks a CTA sharing the pages they both read; the
+// default of the CUDA model. Same bf16 rounding as the mma kernel.
+cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                                    const CudaPrefillTasks& tasks, cudaStream_t stream);
 // Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and
 // weigh nothing. The simple kernel: one key per thread, a shared-memory reduction of 64-wide
 // states per task.

@@ -115,7 +115,7 @@ Batch MakeBatch(const std::vector<Sequence>& seqs, std::mt19937& rng) {
   return b;
 }
 
-enum class PrefillKernel { kSimple, kMma };
+enum class PrefillKernel { kSimple, kMma, kWgmma };
 
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
@@ -250,6 +250,9 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
     case PrefillKernel::kMma:
       FOXSERVE_CUDA_CHECK(LaunchPagedPrefillMma(pool, rows, prefill, nullptr));
       break;
+    case PrefillKernel::kWgmma:
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillWgmma(pool, rows, prefill, nullptr));
+      break;
   }
   if (decode_kernel == DecodeKernel::kWarpSplit) {
     FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, rows, decode, nullptr));
@@ -315,10 +318,10 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
   EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
 }
 
-// The tensor-core prefill rounds Q and the probabilities to bf16: within 2e-2 of the twin.
-TEST(MmaPrefillTest, MatchesTheCpuTwin) {
-  const char* why = nullptr;
-  if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
+// The tensor-core prefills round Q and the probabilities to bf16: within 2e-2 of the twin. The
+// batches mix pairs of tasks that share their pages (neighbouring query blocks of one sequence
+// and head) with pairs that do not (one-block sequences, whose neighbouring task is another head).
+void ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel kernel, const char* name) {
   std::mt19937 rng(8);
   int64_t skipped = 0;
   double worst = 0;
@@ -330,13 +333,26 @@ TEST(MmaPrefillTest, MatchesTheCpuTwin) {
   for (const auto& seqs : prefills) {
     const Batch b = MakeBatch(seqs, rng);
     for (double log_eps : {0.0, -10.0, -2.0}) {
-      const double e = Compare(b, log_eps, 16, &skipped, PrefillKernel::kMma);
-      printf("[ measured ] mma prefill, log eps %g: worst row relative error %.3g\n", log_eps, e);
+      const double e = Compare(b, log_eps, 16, &skipped, kernel);
+      printf("[ measured ] %s prefill, log eps %g: worst row relative error %.3g\n", name, log_eps,
+             e);
       worst = std::max(worst, e);
     }
   }
   EXPECT_LT(worst, 2e-2);
   EXPECT_GT(skipped, 100) << "the cases must exercise ACP skipping";
+}
+
+TEST(MmaPrefillTest, MatchesTheCpuTwin) {
+  const char* why = nullptr;
+  if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
+  ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kMma, "mma");
+}
+
+TEST(WgmmaPrefillTest, MatchesTheCpuTwin) {
+  const char* why = nullptr;
+  if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
+  ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kWgmma, "wgmma");
 }
 
 }  // namespace
