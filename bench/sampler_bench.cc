@@ -5,7 +5,9 @@
 // of the row (Sampler::SampleCandidates on kernels::TopCandidates, 1024 of them): "miss" when the
 // filters reach past them (the row is then sampled as in the Sampler column).
 //
-//   sampler_bench [--vocab 50257] [--tokens 200]
+//   sampler_bench [--vocab 50257] [--tokens 200] [--logit-sd 3]
+// (--logit-sd 0.3: the nearly flat rows of a model with random weights, where top_p keeps most
+// of the vocabulary.)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -86,13 +88,15 @@ double MsPerToken(int tokens, const std::function<void()>& one) {
 
 int main(int argc, char** argv) {
   int vocab = 50257, tokens = 200;
+  float logit_sd = 3.0f;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--vocab") == 0) vocab = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--tokens") == 0) tokens = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--logit-sd") == 0) logit_sd = std::strtof(argv[i + 1], nullptr);
   }
-  // Logits with the spread of a trained LM's: normal, sd 3.
+  // Logits with the spread of a trained LM's by default: normal, sd 3.
   std::mt19937 rng(1);
-  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::normal_distribution<float> normal(0.0f, logit_sd);
   std::vector<float> logits(vocab);
   for (float& x : logits) x = normal(rng);
   struct Case {

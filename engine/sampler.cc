@@ -8,6 +8,76 @@
 
 namespace foxserve {
 namespace engine {
+namespace {
+
+using Candidate = std::pair<double, int32_t>;  // (probability relative to the max, token id)
+
+// The order every filter keeps a prefix of: descending probability, ascending id among ties (a
+// total order, so no result depends on how the candidates happen to be arranged).
+// (A function object rather than a function, so that the standard algorithms inline it.)
+struct InOrder {
+  bool operator()(const Candidate& a, const Candidate& b) const {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  }
+};
+constexpr InOrder Before;
+
+// Probability masses as integers: each candidate weighs floor(p * 2^62) (p <= 1), sums are exact
+// in 128 bits. Exact sums do not depend on the order they are taken in, so the filters can select
+// instead of sort and still cut and draw exactly where a walk of the sorted order would.
+__extension__ typedef unsigned __int128 Mass;
+uint64_t Weight(const Candidate& c) { return static_cast<uint64_t>(c.first * 0x1.0p62); }
+Mass ToMass(double x) { return x <= 0.0 ? 0 : static_cast<Mass>(x); }
+
+Mass MassOf(const std::vector<Candidate>& c, size_t begin, size_t end) {
+  Mass total = 0;
+  for (size_t i = begin; i < end; ++i) total += Weight(c[i]);
+  return total;
+}
+
+// Rearranges c[0, count) and returns the index of the candidate at which the cumulative mass, in
+// the order, first exceeds `below` (below < the mass of c[0, count)); every candidate before it in
+// the order ends up in front of it. Expected linear time: a quickselect that descends by mass.
+size_t SelectByMass(std::vector<Candidate>& c, size_t count, Mass below) {
+  size_t lo = 0, hi = count;
+  while (hi - lo > 32) {
+    // Median of three (in the order) as the pivot; one pass puts what comes before it in front
+    // and sums that part's mass.
+    Candidate x = c[lo], y = c[lo + (hi - lo) / 2], z = c[hi - 1];
+    if (Before(y, x)) std::swap(x, y);
+    if (Before(z, y)) std::swap(y, z);
+    if (Before(y, x)) std::swap(x, y);
+    const Candidate pivot = y;
+    size_t store = lo, pivot_at = lo;
+    Mass front = 0;
+    for (size_t i = lo; i < hi; ++i) {
+      if (Before(c[i], pivot)) {
+        front += Weight(c[i]);
+        if (pivot_at == store) pivot_at = i;  // the pivot moves out of the way of the swap
+        std::swap(c[i], c[store++]);
+      } else if (c[i].second == pivot.second) {
+        pivot_at = i;
+      }
+    }
+    std::swap(c[pivot_at], c[store]);  // the pivot right after everything before it
+    if (below < front) {
+      hi = store;
+    } else if (below < front + Weight(c[store])) {
+      return store;
+    } else {
+      below -= front + Weight(c[store]);
+      lo = store + 1;
+    }
+  }
+  std::sort(c.begin() + lo, c.begin() + hi, Before);
+  for (size_t i = lo; i < hi; ++i) {
+    if (below < Weight(c[i])) return i;
+    below -= Weight(c[i]);
+  }
+  return hi - 1;  // not reached while below < the mass
+}
+
+}  // namespace
 
 absl::Status ValidateSamplingParams(const SamplingParams& p) {
   auto bad = [](absl::string_view field, absl::string_view rule, double got) {
@@ -68,14 +138,11 @@ void Sampler::ApplyPenalties(absl::Span<float> logits) const {
 }
 
 void Sampler::SortPrefix(size_t count) {
-  auto by_prob = [](const std::pair<double, int32_t>& a, const std::pair<double, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
   if (count <= sorted_prefix_) return;
   // A heap of the next `count - sorted_prefix_`: most candidates fail one comparison against its
   // top (nth_element then sort was slower for 50 of 50257 in sampler_bench).
   std::partial_sort(candidates_.begin() + sorted_prefix_, candidates_.begin() + count,
-                    candidates_.end(), by_prob);
+                    candidates_.end(), Before);
   sorted_prefix_ = count;
 }
 
@@ -125,82 +192,74 @@ std::optional<int32_t> Sampler::SampleCandidates(const kernels::TokenCandidates&
 std::optional<int32_t> Sampler::FilterAndDraw(bool whole, double row_total) {
   const bool filtered = params_.top_k > 0 || params_.top_p < 1.0f || params_.min_p > 0.0f;
   if (!filtered && !whole) return std::nullopt;
-  if (filtered) {
-    // Each filter keeps a prefix of the candidates in descending probability (ascending id
-    // among ties: a total order, so the result does not depend on the sort implementation).
-    // Only that prefix is ever sorted: a full sort of a 50k vocabulary for top_p took about
-    // 5 ms a token on the engine thread (bench/sampler_bench). `known`: the kept prefix ends
-    // within candidates_ (always so for the whole row).
-    const size_t listed = candidates_.size();
-    size_t keep = listed;
-    bool known = whole;
-    if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) <= listed) {
-      keep = params_.top_k;
-      known = true;
+  if (!filtered) {
+    // No filter: walk the row in id order.
+    double total = 0.0;
+    for (const auto& c : candidates_) total += c.first;
+    const double target = Uniform() * total;
+    double cumulative = 0.0;
+    for (const auto& c : candidates_) {
+      cumulative += c.first;
+      if (target < cumulative) return c.second;
     }
-    if (params_.top_p < 1.0f) {
-      double total = 0.0;
-      if (known && (keep < listed || !whole)) {
-        SortPrefix(keep);
-        for (size_t n = 0; n < keep; ++n) total += candidates_[n].first;
-      } else if (whole) {
-        for (const auto& c : candidates_) total += c.first;
-      } else if (params_.top_k > 0) {
-        return std::nullopt;  // the mass of a top_k prefix longer than the candidates
-      } else {
-        total = row_total;
-      }
-      // The smallest prefix whose mass reaches top_p of the total: sort 256 candidates, and
-      // four times as many each time the mass is not reached.
-      const double target = params_.top_p * total;
-      size_t sorted = 0, n = 0;
-      double cumulative = 0.0;
-      bool reached = false;
-      while (n < keep) {
-        if (n == sorted) {
-          sorted = std::min(keep, std::max<size_t>(256, 4 * sorted));
-          SortPrefix(sorted);
-        }
-        cumulative += candidates_[n].first;
-        ++n;
-        if (cumulative >= target) {
-          reached = true;
-          break;
-        }
-      }
-      if (!reached && !known) return std::nullopt;
-      keep = n;
-      known = true;
-    }
-    if (params_.min_p > 0.0f) {
-      // Probabilities are relative to the most likely token's, which is exactly 1 (and first
-      // in the order), so min_p's floor is min_p: the candidates at or above it, at least one.
-      // Counted over the kept prefix, which must be the sorted one (after top_k alone the first
-      // `keep` entries were still in id order).
-      if (keep < listed) SortPrefix(keep);
-      size_t above = 0;
-      for (size_t n = 0; n < keep; ++n) above += candidates_[n].first >= params_.min_p ? 1 : 0;
-      if (!known && above == listed) return std::nullopt;  // the floor lies past the candidates
-      keep = std::max<size_t>(1, std::min(keep, above));
-      known = true;
-    }
-    if (!known) return std::nullopt;
-    SortPrefix(keep);
-    candidates_.resize(keep);
+    return candidates_.back().second;
   }
-  double total = 0.0;
-  for (const auto& c : candidates_) total += c.first;
-  const double target = Uniform() * total;
-  double cumulative = 0.0;
-  int32_t token = candidates_.back().second;
-  for (const auto& c : candidates_) {
-    cumulative += c.first;
-    if (target < cumulative) {
-      token = c.second;
-      break;
+  // Each filter keeps a prefix of the order. The kept prefix is held as a set, candidates_[0,
+  // keep), never sorted as a whole: sorting 50k candidates (top_p over the nearly flat rows of an
+  // untrained model, or at a high temperature) took 5-11 ms a token (bench/sampler_bench
+  // --logit-sd 0.3). `known`: the kept prefix ends within candidates_ (always so for the whole
+  // row).
+  const size_t listed = candidates_.size();
+  size_t keep = listed;
+  bool known = whole;
+  sorted_prefix_ = 0;
+  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) <= listed) {
+    keep = params_.top_k;
+    known = true;
+    if (keep * 16 < listed) {
+      SortPrefix(keep);
+    } else if (keep < listed) {
+      std::nth_element(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), Before);
     }
   }
-  return token;
+  if (params_.top_p < 1.0f) {
+    if (!known && params_.top_k > 0) {
+      return std::nullopt;  // the mass of a top_k prefix longer than the candidates
+    }
+    const Mass listed_mass = MassOf(candidates_, 0, keep);
+    const Mass total = known ? listed_mass : ToMass(row_total * 0x1.0p62);
+    // The smallest prefix whose mass reaches top_p of the total.
+    const Mass target = std::min(total, ToMass(params_.top_p * static_cast<double>(total)));
+    if (listed_mass < target) {
+      if (!known) return std::nullopt;  // the prefix reaches past the candidates
+    } else {
+      keep = SelectByMass(candidates_, keep, target == 0 ? 0 : target - 1) + 1;
+      sorted_prefix_ = 0;
+    }
+    known = true;
+  }
+  if (params_.min_p > 0.0f) {
+    // Probabilities are relative to the most likely token's, which is exactly 1 (and first in
+    // the order), so min_p's floor is min_p: the kept candidates at or above it, at least one.
+    const auto floor_end =
+        std::partition(candidates_.begin(), candidates_.begin() + keep,
+                       [&](const Candidate& c) { return c.first >= params_.min_p; });
+    const size_t above = static_cast<size_t>(floor_end - candidates_.begin());
+    sorted_prefix_ = 0;
+    if (!known && above == listed) return std::nullopt;  // the floor lies past the candidates
+    keep = std::max<size_t>(1, std::min(keep, above));
+    known = true;
+  }
+  if (!known) return std::nullopt;
+  const Mass kept = MassOf(candidates_, 0, keep);
+  Mass target = ToMass(Uniform() * static_cast<double>(kept));
+  if (target >= kept) target = kept - 1;
+  if (sorted_prefix_ < keep) return candidates_[SelectByMass(candidates_, keep, target)].second;
+  for (size_t i = 0; i < keep; ++i) {  // top_k alone: the kept prefix is sorted already
+    if (target < Weight(candidates_[i])) return candidates_[i].second;
+    target -= Weight(candidates_[i]);
+  }
+  return candidates_[keep - 1].second;
 }
 
 }  // namespace engine

@@ -79,7 +79,7 @@ class Sampler {
   std::unordered_map<int32_t, int32_t> generated_counts_;
   std::vector<int32_t> prompt_tokens_;  // sorted, unique
   // Sorts candidates_ so that its first `count` entries are the most likely, in order (the
-  // first sorted_prefix_ already are).
+  // first sorted_prefix_ already are). For short prefixes (top_k).
   void SortPrefix(size_t count);
 
   std::vector<std::pair<double, int32_t>> candidates_;  // scratch

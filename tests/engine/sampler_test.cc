@@ -112,6 +112,53 @@ TEST(SamplerTest, TopPKeepsExactlyTheNucleusOfALargeVocabulary) {
   EXPECT_EQ(seen, nucleus);
 }
 
+// A nucleus of most of a nearly flat row (as an untrained model's, where the filters select
+// rather than sort): 4000 tokens, top_p 0.95 at temperature 0.8. The support must be exactly the
+// nucleus of a full sort, and the ten most likely tokens drawn in proportion to their renormalised
+// probabilities.
+TEST(SamplerTest, TopPOverAFlatRowDrawsInProportion) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> normal(0.0f, 0.3f);
+  std::vector<float> logits(4000);
+  for (float& x : logits) x = normal(rng);
+  const double inv_t = 1.0 / 0.8;
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  std::vector<std::pair<double, int32_t>> order;
+  double total = 0;
+  for (int32_t i = 0; i < 4000; ++i) {
+    order.emplace_back(std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t), i);
+    total += order.back().first;
+  }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  std::set<int32_t> nucleus;
+  double kept = 0;
+  for (const auto& [q, id] : order) {
+    nucleus.insert(id);
+    kept += q;
+    if (kept >= 0.95 * total) break;
+  }
+  ASSERT_GT(nucleus.size(), 3000u);
+  SamplingParams p;
+  p.temperature = 0.8f;
+  p.top_p = 0.95f;
+  p.seed = 12;
+  const int n = 40000;
+  std::map<int32_t, int> counts;
+  for (int32_t t : Draw(p, logits, n)) ++counts[t];
+  std::set<int32_t> seen;
+  for (const auto& [t, c] : counts) seen.insert(t);
+  EXPECT_TRUE(std::includes(nucleus.begin(), nucleus.end(), seen.begin(), seen.end()))
+      << "a token outside the nucleus was drawn";
+  EXPECT_GT(seen.size(), nucleus.size() * 9 / 10);
+  for (int r = 0; r < 10; ++r) {
+    const double expected = order[r].first / kept;
+    const double sd = std::sqrt(expected * (1 - expected) / n);
+    EXPECT_NEAR(counts[order[r].second] / static_cast<double>(n), expected, 5 * sd) << "rank " << r;
+  }
+}
+
 // top_k with min_p: min_p's floor counts the top_k most likely, not the first top_k by id. Ids
 // 0-2 are unlikely (p 0.01 relative to the best) and listed first; 3-5 are likely. top_k 3 keeps
 // 3-5; min_p 0.5 keeps all three of those.
