@@ -190,25 +190,19 @@ int Run(int argc, char** argv) {
                              q_d.get(), out_d.get(), static_cast<int32_t>(H), 0.125f};
       CudaPrefillTasks prefill{pf.get(), pn.get(), ph.get(), pst.get(),
                                static_cast<int32_t>(tasks.prefill_first_token.size())};
-      FOXSERVE_CUDA_CHECK(LaunchPagedPrefill(pool, rows, prefill, nullptr));
-      cudaEventRecord(e0);
-      for (int r = 0; r < repeats; ++r) LaunchPagedPrefill(pool, rows, prefill, nullptr);
-      cudaEventRecord(e1);
-      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-      const double prefill_ms = Elapsed(e0, e1) / repeats;
-      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillMma(pool, rows, prefill, nullptr));
-      cudaEventRecord(e0);
-      for (int r = 0; r < repeats; ++r) LaunchPagedPrefillMma(pool, rows, prefill, nullptr);
-      cudaEventRecord(e1);
-      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-      const double mma_ms = Elapsed(e0, e1) / repeats;
+      // Milliseconds per call of a prefill launcher on these tasks (one warm-up call).
+      auto time_prefill = [&](auto launch) {
+        FOXSERVE_CUDA_CHECK(launch(pool, rows, prefill, nullptr));
+        cudaEventRecord(e0);
+        for (int r = 0; r < repeats; ++r) launch(pool, rows, prefill, nullptr);
+        cudaEventRecord(e1);
+        FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
+        return Elapsed(e0, e1) / repeats;
+      };
+      const double prefill_ms = time_prefill(LaunchPagedPrefill);
+      const double mma_ms = time_prefill(LaunchPagedPrefillMma);
       const std::vector<float> mma_out = out_d.Download();
-      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillWgmma(pool, rows, prefill, nullptr));
-      cudaEventRecord(e0);
-      for (int r = 0; r < repeats; ++r) LaunchPagedPrefillWgmma(pool, rows, prefill, nullptr);
-      cudaEventRecord(e1);
-      FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
-      const double wgmma_ms = Elapsed(e0, e1) / repeats;
+      const double wgmma_ms = time_prefill(LaunchPagedPrefillWgmma);
       // The two tensor-core kernels round alike: their outputs must agree far inside 2e-2.
       double wgmma_diff = 0;
       {

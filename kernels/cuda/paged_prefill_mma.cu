@@ -8,39 +8,22 @@
 #include <cstdint>
 
 #include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/prefill_common.cuh"
 
 namespace foxserve {
 namespace kernels {
+namespace prefill {
 namespace {
 
-constexpr int D = kCudaHeadDim;
-constexpr int PS = kCudaPageSize;
 constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kLd = D + 8;  // bf16 row stride in shared memory: 144 bytes, conflict-free ldmatrix
-constexpr int64_t kPageBytes = 4LL * PS * D + 4LL * PS;
-constexpr float kLog2e = 1.4426950408889634f;
 
 struct Stage {
   __nv_bfloat16 k[PS][kLd];
   __nv_bfloat16 v[PS][kLd];
   float c[PS];
 };
-
-__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared; src_bytes = 0 writes zeros instead of reading.
-__device__ __forceinline__ void CopyAsync16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
-               "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void CommitCopies() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void WaitCopies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
 
 __device__ __forceinline__ void LoadMatrixX4(uint32_t& r0, uint32_t& r1, uint32_t& r2,
                                              uint32_t& r3, const void* row) {
@@ -65,10 +48,6 @@ __device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint3
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
 
 // Issues the copies of page `page_id` into `stage`; rows at or past `written_rows` are zero-filled
 // (slots not written yet may hold anything, NaN included, and 0 * NaN would poison P V).
@@ -269,18 +248,20 @@ __global__ void __launch_bounds__(kThreads) PagedPrefillMmaKernel(CudaKvPool poo
 }
 
 }  // namespace
+}  // namespace prefill
 
 cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream) {
-  if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
+  if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
-  const int smem = static_cast<int>(2 * sizeof(Stage));
-  if (cudaError_t e = cudaFuncSetAttribute(PagedPrefillMmaKernel,
+  const int smem = static_cast<int>(2 * sizeof(prefill::Stage));
+  if (cudaError_t e = cudaFuncSetAttribute(prefill::PagedPrefillMmaKernel,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
       e != cudaSuccess) {
     return e;
   }
-  PagedPrefillMmaKernel<<<tasks.count, kThreads, smem, stream>>>(pool, rows, tasks);
+  prefill::PagedPrefillMmaKernel<<<tasks.count, prefill::kThreads, smem, stream>>>(pool, rows,
+                                                                                  tasks);
   return cudaGetLastError();
 }
 

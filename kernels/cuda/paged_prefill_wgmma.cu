@@ -21,18 +21,16 @@
 #include <cstdint>
 
 #include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/prefill_common.cuh"
 
 namespace foxserve {
 namespace kernels {
+namespace prefill {
 namespace {
 
-constexpr int D = kCudaHeadDim;
-constexpr int PS = kCudaPageSize;
 constexpr int kGroups = 2;  // warpgroups per CTA, one task each
 constexpr int kThreads = 128 * kGroups;
 constexpr int kTileBytes = PS * D * 2;  // 64 rows x 128 bytes
-constexpr int64_t kPageBytes = 4LL * PS * D + 4LL * PS;
-constexpr float kLog2e = 1.4426950408889634f;
 
 static_assert(D * 2 == 128, "one tile row must be one 128-byte swizzle row");
 
@@ -44,22 +42,10 @@ struct SharedTiles {  // placed at a 1024-byte boundary (the swizzle pattern rep
 };
 constexpr int kSharedBytes = static_cast<int>(sizeof(SharedTiles)) + 1024;
 
-__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
   return row * 128 + ((chunk ^ (row & 7)) << 4);
 }
 
-__device__ __forceinline__ void CopyAsync16(void* dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(SharedAddress(dst)),
-               "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void CommitCopies() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int kPending>
-__device__ __forceinline__ void WaitCopies() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
-}
 // Shared-memory writes by ordinary stores and cp.async become visible to wgmma (the async proxy)
 // only after this fence (and a barrier between the writers and the warpgroup).
 __device__ __forceinline__ void FenceProxyAsync() {
@@ -123,10 +109,6 @@ __device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], const uint32
 #undef FOXSERVE_WGMMA_D32
 #undef FOXSERVE_WGMMA_D32_OPERANDS
 
-__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
 __device__ __forceinline__ float FastExp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
@@ -377,19 +359,20 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
 }
 
 }  // namespace
+}  // namespace prefill
 
 cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                     const CudaPrefillTasks& tasks, cudaStream_t stream) {
-  if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
+  if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
-  if (cudaError_t e = cudaFuncSetAttribute(PagedPrefillWgmmaKernel,
+  if (cudaError_t e = cudaFuncSetAttribute(prefill::PagedPrefillWgmmaKernel,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           kSharedBytes);
+                                           prefill::kSharedBytes);
       e != cudaSuccess) {
     return e;
   }
-  PagedPrefillWgmmaKernel<<<(tasks.count + 1) / 2, kThreads, kSharedBytes, stream>>>(pool, rows,
-                                                                                    tasks);
+  prefill::PagedPrefillWgmmaKernel<<<(tasks.count + 1) / 2, prefill::kThreads,
+                                     prefill::kSharedBytes, stream>>>(pool, rows, tasks);
   return cudaGetLastError();
 }
 

@@ -24,6 +24,37 @@ std::vector<int32_t> Draw(const SamplingParams& p, const std::vector<float>& log
   return out;
 }
 
+// Every token with its probability relative to the most likely at `temperature`, sorted as the
+// filters order them (descending probability, ascending id among ties), and the total.
+std::vector<std::pair<double, int32_t>> SortedProbabilities(const std::vector<float>& logits,
+                                                            double temperature, double* total) {
+  const float max_logit = *std::max_element(logits.begin(), logits.end());
+  std::vector<std::pair<double, int32_t>> order;
+  *total = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    order.emplace_back(std::exp((static_cast<double>(logits[i]) - max_logit) / temperature),
+                       static_cast<int32_t>(i));
+    *total += order.back().first;
+  }
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
+  return order;
+}
+
+// The smallest prefix of `order` with top_p of `total`, and its mass.
+std::set<int32_t> Nucleus(const std::vector<std::pair<double, int32_t>>& order, double total,
+                          double top_p, double* kept) {
+  std::set<int32_t> nucleus;
+  *kept = 0;
+  for (const auto& [q, id] : order) {
+    nucleus.insert(id);
+    *kept += q;
+    if (*kept >= top_p * total) break;
+  }
+  return nucleus;
+}
+
 TEST(SamplerTest, GreedyTakesTheFirstMaximum) {
   EXPECT_EQ(Argmax(std::vector<float>{1, 5, 5, 2}), 1);
   SamplingParams p;
@@ -86,22 +117,9 @@ TEST(SamplerTest, TopPKeepsExactlyTheNucleusOfALargeVocabulary) {
   std::vector<float> logits(5000, -10.0f);
   for (int i = 0; i < 600; ++i) logits[i] = 0.0f;
   // The nucleus, from a full sort here.
-  std::vector<std::pair<double, int32_t>> order;
-  double total = 0;
-  for (int32_t i = 0; i < 5000; ++i) {
-    order.emplace_back(std::exp(static_cast<double>(logits[i])), i);
-    total += order.back().first;
-  }
-  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  });
-  std::set<int32_t> nucleus;
-  double cumulative = 0;
-  for (const auto& [p, id] : order) {
-    nucleus.insert(id);
-    cumulative += p;
-    if (cumulative >= 0.9 * total) break;
-  }
+  double total = 0, kept = 0;
+  const std::vector<std::pair<double, int32_t>> order = SortedProbabilities(logits, 1.0, &total);
+  const std::set<int32_t> nucleus = Nucleus(order, total, 0.9, &kept);
   ASSERT_EQ(nucleus.size(), 541u);
   SamplingParams p;
   p.temperature = 1.0f;
@@ -121,24 +139,9 @@ TEST(SamplerTest, TopPOverAFlatRowDrawsInProportion) {
   std::normal_distribution<float> normal(0.0f, 0.3f);
   std::vector<float> logits(4000);
   for (float& x : logits) x = normal(rng);
-  const double inv_t = 1.0 / 0.8;
-  const float max_logit = *std::max_element(logits.begin(), logits.end());
-  std::vector<std::pair<double, int32_t>> order;
-  double total = 0;
-  for (int32_t i = 0; i < 4000; ++i) {
-    order.emplace_back(std::exp((static_cast<double>(logits[i]) - max_logit) * inv_t), i);
-    total += order.back().first;
-  }
-  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  });
-  std::set<int32_t> nucleus;
-  double kept = 0;
-  for (const auto& [q, id] : order) {
-    nucleus.insert(id);
-    kept += q;
-    if (kept >= 0.95 * total) break;
-  }
+  double total = 0, kept = 0;
+  const std::vector<std::pair<double, int32_t>> order = SortedProbabilities(logits, 0.8, &total);
+  const std::set<int32_t> nucleus = Nucleus(order, total, 0.95, &kept);
   ASSERT_GT(nucleus.size(), 3000u);
   SamplingParams p;
   p.temperature = 0.8f;
