@@ -15,7 +15,7 @@ step gpu_tests 240 bash -c '.device/bin/rms_norm_cuda_test; .device/bin/paged_at
 TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 16
 [ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref
 step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
-  .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*' 
+  .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*:*Wgmma*'
 step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m
 # The engine with ACP on and off (engine_bench runs both), at 2k and 16k tokens.
 for shape in 2048x64 16384x16; do
