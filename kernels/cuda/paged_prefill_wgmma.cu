@@ -5,7 +5,10 @@
 // one warpgroup (128 threads) owns a task's 64 query rows and each product is four
 // `wgmma.mma_async` m64n64k16 instructions, reading Q and K (S = Q K^T) and V (O += P V) straight
 // from shared memory and P from registers. The issue slots go to the softmax, and the tensor
-// cores of one warpgroup run while another does its softmax.
+// cores of one warpgroup run while another does its softmax: four warpgroups an SM (two CTAs at
+// 128 registers a thread). Forms with fewer warpgroups and deeper pipelines per warpgroup
+// (warp-specialized producer, P V overlapping the next softmax, ping-pong, an mbarrier ring)
+// measured slower or within 2% (bench/RESULTS.md, fifth stop).
 //
 // A CTA runs two consecutive tasks, which are usually the neighbouring query blocks of one
 // (sequence, head) (the planner lists tasks by sequence, head, query block). They then share
