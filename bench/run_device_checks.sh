@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # On the device machine (from the repository root, with the binaries and their libraries in
 # .device/bin, built here and carried): every GPU test, compute-sanitizer on the attention and
-# backend tests,
-# the attention benchmark against SDPA and the reference Triton kernel, and the end-to-end
-# engine benchmark on a 760M-shaped FoX (Pro). Logs go to $OUT.
+# backend tests, the attention benchmark against SDPA and the reference Triton kernel, and the
+# end-to-end engine benchmark on a 760M-shaped FoX (Pro). Logs go to $OUT.
 set -uo pipefail
 out="${OUT:-/tmp/out}"
 mkdir -p "$out"
