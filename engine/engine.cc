@@ -465,8 +465,12 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
     // backend still holds: fetched one at a time (the backend is not thread-safe), then chosen
     // in parallel like returned rows.
     std::vector<size_t> again;
+    int64_t served = 0;  // tokens drawn from their candidates (not rows that were not finite)
     for (size_t r = 0; r < ready.size(); ++r) {
-      if (!choices[r].needs_row) continue;
+      if (!choices[r].needs_row) {
+        if (candidates_row[ready[r]] >= 0 && choices[r].finite) ++served;
+        continue;
+      }
       const size_t i = ready[r];
       plan.chunks[i].sequence->rows_before_candidates = kRowsAfterCandidateMiss;
       if (missed_rows_.size() <= again.size()) missed_rows_.resize(again.size() + 1);
@@ -490,8 +494,7 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
         });
     profile_.Add("sample", t_sample);
     if (observer_ != nullptr && candidate_rows > 0) {
-      observer_->OnCandidateSampling(candidate_rows - static_cast<int64_t>(again.size()),
-                                     static_cast<int64_t>(again.size()));
+      observer_->OnCandidateSampling(served, static_cast<int64_t>(again.size()));
     }
     for (size_t r = 0; r < ready.size(); ++r) {
       Advance(plan.chunks[ready[r]].sequence, std::move(choices[r]));
