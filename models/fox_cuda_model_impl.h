@@ -108,8 +108,8 @@ struct FoxCudaModel::Impl {
   // Decode steps (one token per item, device planner) as one CUDA graph launch per step (on by
   // default; FOXSERVE_CUDA_GRAPHS=on|off, read once at load). A batch size's graph is captured
   // the second time in a row a step has the same signature (so every buffer has its size and
-  // address) and relaunched while the signature holds: the batch size, task counts, readback sizes, ACP
-  // options and the address of every buffer and upload the kernels read.
+  // address) and relaunched while the signature holds: the batch size, task counts, readback
+  // sizes, ACP options and the address of every buffer and upload the kernels read.
   bool use_graphs = true;
   struct DecodeGraph {
     cudaGraphExec_t exec = nullptr;
