@@ -95,7 +95,6 @@ double RelativeError(const float* a, const float* b, int64_t n) {
   return std::sqrt(num / den);
 }
 
-
 namespace {
 
 // One Forward of the three prompts as fresh sequences (pages reserved and released around it);
@@ -120,6 +119,26 @@ void ForwardThreePrompts(engine::ModelBackend* backend, engine::KvBlockManager& 
   const absl::Status st = backend->Forward(items, logits);
   for (auto& s : states) engine::ReleasePages(blocks, *s);
   ASSERT_TRUE(st.ok()) << st;
+}
+
+// One item over `prompt` on a fresh sequence, its output fields set by `shape`, must be refused
+// with INVALID_ARGUMENT before the sequence's state changes.
+void ExpectItemRefusedUntouched(engine::ModelBackend* backend, engine::KvBlockManager& blocks,
+                                const std::vector<int32_t>& prompt,
+                                const std::function<void(models::ForwardItem*)>& shape) {
+  auto state = backend->NewSequenceState(static_cast<int64_t>(prompt.size()));
+  ASSERT_TRUE(engine::ReservePages(blocks, *state, static_cast<int64_t>(prompt.size()),
+                                   backend->page_size())
+                  .ok());
+  models::ForwardItem bad;
+  bad.state = state.get();
+  bad.tokens = prompt;
+  shape(&bad);
+  std::vector<float> logits;
+  const absl::Status st = backend->Forward({bad}, &logits);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_EQ(state->num_tokens, 0);
+  engine::ReleasePages(blocks, *state);
 }
 
 }  // namespace
@@ -162,22 +181,12 @@ void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
   EXPECT_FALSE(backend->CandidateRow(2, &row).ok()) << "two candidates items, not three";
 
   // An item asking for both candidates and a greedy token is refused before anything runs.
-  auto state = backend->NewSequenceState(static_cast<int64_t>(prompts[0].size()));
-  ASSERT_TRUE(engine::ReservePages(blocks, *state, static_cast<int64_t>(prompts[0].size()),
-                                   backend->page_size())
-                  .ok());
   int32_t token = 0;
   kernels::TokenCandidates candidates;
-  models::ForwardItem bad;
-  bad.state = state.get();
-  bad.tokens = prompts[0];
-  bad.greedy_token = &token;
-  bad.candidates = &candidates;
-  std::vector<float> logits;
-  const absl::Status st = backend->Forward({bad}, &logits);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
-  EXPECT_EQ(state->num_tokens, 0);
-  engine::ReleasePages(blocks, *state);
+  ExpectItemRefusedUntouched(backend, blocks, prompts[0], [&](models::ForwardItem* bad) {
+    bad->greedy_token = &token;
+    bad->candidates = &candidates;
+  });
 }
 
 void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
@@ -205,21 +214,11 @@ void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
   }
 
   // Refused before touching anything.
-  auto state = backend->NewSequenceState(static_cast<int64_t>(prompts[0].size()));
-  ASSERT_TRUE(engine::ReservePages(blocks, *state, static_cast<int64_t>(prompts[0].size()),
-                                   backend->page_size())
-                  .ok());
   int32_t token = 0;
-  models::ForwardItem bad;
-  bad.state = state.get();
-  bad.tokens = prompts[0];
-  bad.all_logits = true;
-  bad.greedy_token = &token;
-  std::vector<float> logits;
-  const absl::Status st = backend->Forward({bad}, &logits);
-  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
-  EXPECT_EQ(state->num_tokens, 0);
-  engine::ReleasePages(blocks, *state);
+  ExpectItemRefusedUntouched(backend, blocks, prompts[0], [&](models::ForwardItem* bad) {
+    bad->all_logits = true;
+    bad->greedy_token = &token;
+  });
 }
 
 }  // namespace testing
