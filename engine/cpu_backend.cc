@@ -28,6 +28,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Load(const std::string& 
   if (options.log_eps_from_config && config.log_pruning_tolerance) {
     backend->acp_.log_eps = *config.log_pruning_tolerance;
   }
+  backend->report_overlapped_steps_ = options.report_overlapped_steps;
   const int64_t page_bytes = backend->layout_.page_floats() * static_cast<int64_t>(sizeof(float));
   int64_t pages = options.num_pages > 0 ? options.num_pages : options.kv_cache_bytes / page_bytes;
   if (pages < 1) {

@@ -25,6 +25,9 @@ struct CpuBackendOptions {
   // config's value wins.
   bool log_eps_from_config = true;
   models::LoadProgress progress;  // optional: weight loading progress
+  // Tests: report overlaps_steps(), so that the engine takes its overlapped decode path here too
+  // (the CPU runs a step at Launch, so overlapping would only delay each token by a step).
+  bool report_overlapped_steps = false;
 };
 
 class CpuBackend : public ModelBackend {
@@ -50,6 +53,7 @@ class CpuBackend : public ModelBackend {
     return model_->CandidateRow(k, row);
   }
   void PoisonPages(absl::Span<const int32_t> pages) override;
+  bool overlaps_steps() const override { return report_overlapped_steps_; }
 
  private:
   CpuBackend() = default;
@@ -62,6 +66,7 @@ class CpuBackend : public ModelBackend {
   // and untouched pages cost no resident memory.
   std::unique_ptr<float[]> kv_storage_;
   models::AcpOptions acp_;
+  bool report_overlapped_steps_ = false;
 };
 
 }  // namespace engine

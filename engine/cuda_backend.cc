@@ -50,6 +50,14 @@ absl::Status CudaBackend::Forward(absl::Span<const models::ForwardItem> items,
   return model_->Forward(items, acp_, logits);
 }
 
+absl::Status CudaBackend::Launch(absl::Span<const models::ForwardItem> items,
+                                 std::vector<float>* logits) {
+  return model_->Launch(items, acp_, logits);
+}
+
+absl::Status CudaBackend::Finish() { return model_->Finish(); }
+bool CudaBackend::overlaps_steps() const { return model_->overlaps_steps(); }
+
 absl::Status CudaBackend::CandidateRow(int64_t k, std::vector<float>* row) {
   return model_->CandidateRow(k, row);
 }
@@ -89,6 +97,11 @@ absl::Status CudaBackend::Forward(absl::Span<const models::ForwardItem>, std::ve
 absl::Status CudaBackend::CandidateRow(int64_t, std::vector<float>*) {
   return absl::FailedPreconditionError("no CUDA backend");
 }
+absl::Status CudaBackend::Launch(absl::Span<const models::ForwardItem>, std::vector<float>*) {
+  return absl::FailedPreconditionError("no CUDA backend");
+}
+absl::Status CudaBackend::Finish() { return absl::FailedPreconditionError("no CUDA backend"); }
+bool CudaBackend::overlaps_steps() const { return false; }
 void CudaBackend::PoisonPages(absl::Span<const int32_t>) {}
 
 #endif

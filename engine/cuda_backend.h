@@ -43,6 +43,10 @@ class CudaBackend : public ModelBackend {
   const std::vector<double>& logit_bounds() const override;
   absl::Status Forward(absl::Span<const models::ForwardItem> items,
                        std::vector<float>* logits) override;
+  absl::Status Launch(absl::Span<const models::ForwardItem> items,
+                      std::vector<float>* logits) override;
+  absl::Status Finish() override;
+  bool overlaps_steps() const override;
   absl::Status CandidateRow(int64_t k, std::vector<float>* row) override;
   void PoisonPages(absl::Span<const int32_t> pages) override;
   // Decode steps run as one CUDA graph launch so far (graphs are on unless

@@ -75,6 +75,7 @@ Engine::Engine(ModelBackend* backend, const models::Tokenizer* tokenizer,
 }
 
 Engine::~Engine() {
+  Drain();
   AbortAll(absl::CancelledError("engine destroyed"));
   profile_.Summary(stderr);
 }
@@ -221,7 +222,19 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
   if (seq->sink != nullptr) seq->sink->OnOutput(std::move(output));
   evicted_pages_ -= seq->evicted_pages;
   scheduler_.Remove(seq);
-  sequences_.erase(seq->id);
+  auto it = sequences_.find(seq->id);
+  if (seq->steps_in_flight > 0) retired_.push_back(std::move(it->second));
+  sequences_.erase(it);
+}
+
+void Engine::Drain() {
+  if (in_flight_ == nullptr) return;
+  if (in_flight_->launched) (void)backend_->Finish();
+  for (const ScheduledChunk& chunk : in_flight_->plan.chunks) {
+    if (in_flight_->launched) --chunk.sequence->steps_in_flight;
+  }
+  spare_ = std::move(in_flight_);
+  retired_.clear();
 }
 
 Engine::TokenChoice Engine::ChooseToken(Sequence* seq, absl::Span<float> logits,
@@ -327,14 +340,25 @@ void Engine::Advance(Sequence* seq, TokenChoice choice) {
   profile_.Add("deliver", t_deliver);
 }
 
-absl::Status Engine::Step(const std::function<void()>& before_outputs) {
-  const Clock::time_point start = Clock::now();
+std::unique_ptr<Engine::StepBatch> Engine::TakeBatch() {
+  std::unique_ptr<StepBatch> batch = spare_ != nullptr ? std::move(spare_) : std::make_unique<StepBatch>();
+  batch->plan = ScheduleResult();
+  batch->items.clear();
+  batch->phases.clear();
+  batch->returned_rows = batch->candidate_rows = 0;
+  batch->stats = StepStats();
+  batch->launched = false;
+  return batch;
+}
+
+void Engine::BuildBatch(StepBatch* batch) {
   const models::FoxConfig& config = backend_->config();
   const int64_t L = config.num_hidden_layers, H = config.num_heads;
-  ScheduleResult plan = scheduler_.Schedule();
-  profile_.Add("schedule", start);
-  profile_.CountStep();
-  StepStats stats;
+  const auto t_schedule = profile_.Start();
+  batch->plan = scheduler_.Schedule();
+  profile_.Add("schedule", t_schedule);
+  const ScheduleResult& plan = batch->plan;
+  StepStats& stats = batch->stats;
   stats.num_layers = L;
   stats.num_heads = H;
   stats.num_preempted = static_cast<int64_t>(plan.preempted.size());
@@ -344,32 +368,30 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   }
   stats.num_batched_tokens = plan.num_batched_tokens;
 
-  std::vector<models::ForwardItem> items;
-  std::vector<AcpPhase> phases;
-  step_counters_.resize(plan.chunks.size());
-  greedy_tokens_.assign(plan.chunks.size(), -1);
-  if (step_candidates_.size() < plan.chunks.size()) step_candidates_.resize(plan.chunks.size());
-  std::vector<int64_t> logits_row(plan.chunks.size(), -1);
-  std::vector<int64_t> candidates_row(plan.chunks.size(), -1);
-  int64_t returned_rows = 0, candidate_rows = 0;
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+  const size_t n = plan.chunks.size();
+  batch->counters.resize(n);
+  batch->greedy_tokens.assign(n, -1);
+  if (batch->candidates.size() < n) batch->candidates.resize(n);
+  batch->logits_row.assign(n, -1);
+  batch->candidates_row.assign(n, -1);
+  for (size_t i = 0; i < n; ++i) {
     const ScheduledChunk& chunk = plan.chunks[i];
     Sequence* seq = chunk.sequence;
     // Zeroed in place: a fresh pair of [layer][head] vectors per sequence per step was 2 x 64
     // allocations of a batch-64 decode step.
-    models::AcpCounters& counters = step_counters_[i];
+    models::AcpCounters& counters = batch->counters[i];
     counters.num_heads = H;
     counters.computed.assign(L * H, 0);
     counters.skipped.assign(L * H, 0);
     const bool decode = chunk.num_tokens == 1 && seq->num_computed() == seq->num_tokens() - 1 &&
                         seq->num_generated() > 0;
-    phases.push_back(decode ? AcpPhase::kDecode : AcpPhase::kPrefill);
+    batch->phases.push_back(decode ? AcpPhase::kDecode : AcpPhase::kPrefill);
     (decode ? stats.num_decode_tokens : stats.num_prefill_tokens) += chunk.num_tokens;
     models::ForwardItem item;
     item.state = seq->kv.get();
     item.tokens = absl::MakeConstSpan(seq->tokens).subspan(seq->num_computed(), chunk.num_tokens);
     item.all_logits = false;
-    item.acp_counters = &step_counters_[i];
+    item.acp_counters = &counters;
     // Logits come to the host only when the sampler needs them: a chunk that leaves prompt to
     // compute needs none, a plain greedy request without logprobs only their argmax.
     const bool samples = chunk.num_tokens == seq->num_to_compute();
@@ -380,45 +402,154 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
       candidates = false;
     }
     if (!samples || (seq->sampler.plain_greedy() && seq->request.logprobs < 0)) {
-      item.greedy_token = &greedy_tokens_[i];
+      item.greedy_token = &batch->greedy_tokens[i];
     } else if (candidates) {
       // Only the row's most likely tokens come back (a few KB instead of the row).
-      item.candidates = &step_candidates_[i];
+      item.candidates = &batch->candidates[i];
       item.candidates_inv_temperature = 1.0 / seq->request.sampling.temperature;
-      candidates_row[i] = candidate_rows++;
+      batch->candidates_row[i] = batch->candidate_rows++;
     } else {
-      logits_row[i] = returned_rows++;
+      batch->logits_row[i] = batch->returned_rows++;
     }
-    items.push_back(item);
+    batch->items.push_back(item);
   }
+}
 
+absl::Status Engine::LaunchBatch(StepBatch* batch) {
+  if (batch->items.empty()) return absl::OkStatus();
+  const auto t_launch = profile_.Start();
+  const absl::Status status = backend_->Launch(batch->items, &logits_);
+  profile_.Add("launch", t_launch);
+  if (!status.ok()) return status;
+  batch->launched = true;
+  for (const ScheduledChunk& chunk : batch->plan.chunks) ++chunk.sequence->steps_in_flight;
+  return absl::OkStatus();
+}
+
+std::unique_ptr<Engine::StepBatch> Engine::LaunchContinuation(const StepBatch& current,
+                                                             absl::Status* status) {
+  if (!options_.overlap_decode || !backend_->overlaps_steps() || !current.launched) return nullptr;
+  // Certain only when the next step would be exactly these sequences, one greedy token more:
+  // no request waits for admission, every running sequence is in this step, each is a plain
+  // greedy decode held by this step alone that stays short of max_new_tokens, and the pool has
+  // the pages.
+  const std::vector<ScheduledChunk>& chunks = current.plan.chunks;
+  if (!scheduler_.waiting().empty() || scheduler_.running().size() != chunks.size()) return nullptr;
+  const int32_t page_size = backend_->page_size();
+  int64_t pages = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    const Sequence* seq = chunks[i].sequence;
+    if (seq->status != SequenceStatus::kRunning || seq->steps_in_flight != 1 ||
+        current.phases[i] != AcpPhase::kDecode || current.items[i].greedy_token == nullptr ||
+        seq->num_generated() + 2 > seq->request.max_new_tokens) {
+      return nullptr;
+    }
+    pages += PagesNeeded(*seq->kv, seq->kv->num_tokens + 1, page_size);
+  }
+  if (pages > blocks_.num_pages_free()) return nullptr;
+
+  std::unique_ptr<StepBatch> next = TakeBatch();
+  const models::FoxConfig& config = backend_->config();
+  const int64_t L = config.num_hidden_layers, H = config.num_heads;
+  const size_t n = chunks.size();
+  next->stats.num_layers = L;
+  next->stats.num_heads = H;
+  next->stats.num_batched_tokens = static_cast<int64_t>(n);
+  next->stats.num_decode_tokens = static_cast<int64_t>(n);
+  next->counters.resize(n);
+  next->greedy_tokens.assign(n, -1);
+  next->logits_row.assign(n, -1);
+  next->candidates_row.assign(n, -1);
+  next->placeholders.assign(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    Sequence* seq = chunks[i].sequence;
+    const absl::Status reserved =
+        ReservePages(blocks_, *seq->kv, seq->kv->num_tokens + 1, page_size);
+    FOXSERVE_CHECK(reserved.ok()) << reserved;  // counted above
+    next->plan.chunks.push_back({seq, 1});
+    next->phases.push_back(AcpPhase::kDecode);
+    models::AcpCounters& counters = next->counters[i];
+    counters.num_heads = H;
+    counters.computed.assign(L * H, 0);
+    counters.skipped.assign(L * H, 0);
+    models::ForwardItem item;
+    item.state = seq->kv.get();
+    item.tokens = absl::MakeConstSpan(&next->placeholders[i], 1);
+    item.acp_counters = &counters;
+    item.greedy_token = &next->greedy_tokens[i];
+    item.token_from_step_in_flight = true;
+    next->items.push_back(item);
+  }
+  next->plan.num_batched_tokens = static_cast<int64_t>(n);
+  *status = LaunchBatch(next.get());
+  if (!status->ok()) return nullptr;
+  ++overlapped_steps_;
+  return next;
+}
+
+absl::Status Engine::Step(const std::function<void()>& before_outputs) {
+  const Clock::time_point start = Clock::now();
+  profile_.CountStep();
   absl::Status status = absl::OkStatus();
-  if (!items.empty()) {
+  if (in_flight_ == nullptr) {
+    in_flight_ = TakeBatch();
+    BuildBatch(in_flight_.get());
+    status = LaunchBatch(in_flight_.get());
+  }
+  std::unique_ptr<StepBatch> current = std::move(in_flight_);
+  // Overlapped decode: the next step goes to the device before this one's tokens come back.
+  if (status.ok()) in_flight_ = LaunchContinuation(*current, &status);
+  if (current->launched) {
     const auto t_forward = profile_.Start();
-    status = backend_->Forward(items, &logits_);
+    const absl::Status finished = backend_->Finish();
     profile_.Add("forward", t_forward);
-    if (!status.ok()) {
-      healthy_ = false;
-      AbortAll(absl::UnavailableError(
-          absl::StrCat("engine failure; the server cannot serve: ", status.message())));
-    } else {
-      stats.acp_computed.assign(2 * L * H, 0);
-      stats.acp_skipped.assign(2 * L * H, 0);
-      for (size_t i = 0; i < plan.chunks.size(); ++i) {
-        const models::AcpCounters& c = step_counters_[i];
-        plan.chunks[i].sequence->acp.Add(c);
-        if (options_.evict_dead_pages) {
-          Sequence* seq = plan.chunks[i].sequence;
-          const int64_t freed = EvictDeadPages(blocks_, *seq->kv);
-          seq->evicted_pages += freed;
-          evicted_pages_ += freed;
-          stats.num_evicted += freed;
-        }
-        const size_t base = static_cast<size_t>(phases[i]) * L * H;
-        for (int64_t j = 0; j < L * H; ++j) {
-          stats.acp_computed[base + j] += c.computed[j];
-          stats.acp_skipped[base + j] += c.skipped[j];
-        }
+    if (status.ok()) status = finished;
+    for (const ScheduledChunk& chunk : current->plan.chunks) --chunk.sequence->steps_in_flight;
+  }
+  if (!status.ok()) {
+    healthy_ = false;
+    Drain();  // a continuation launched before the failure
+    AbortAll(absl::UnavailableError(
+        absl::StrCat("engine failure; the server cannot serve: ", status.message())));
+  }
+  CompleteBatch(current.get(), status, start, before_outputs);
+  retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                [](const std::unique_ptr<Sequence>& seq) {
+                                  return seq->steps_in_flight == 0;
+                                }),
+                 retired_.end());
+  spare_ = std::move(current);
+  return status;
+}
+
+void Engine::CompleteBatch(StepBatch* batch, const absl::Status& status, Clock::time_point start,
+                           const std::function<void()>& before_outputs) {
+  const models::FoxConfig& config = backend_->config();
+  const int64_t L = config.num_hidden_layers, H = config.num_heads;
+  const ScheduleResult& plan = batch->plan;
+  StepStats& stats = batch->stats;
+  // A sequence that finished (or was aborted) while this step was in flight gets nothing more.
+  auto live = [&](size_t i) {
+    return plan.chunks[i].sequence->status == SequenceStatus::kRunning;
+  };
+  if (status.ok() && batch->launched) {
+    stats.acp_computed.assign(2 * L * H, 0);
+    stats.acp_skipped.assign(2 * L * H, 0);
+    for (size_t i = 0; i < plan.chunks.size(); ++i) {
+      if (!live(i)) continue;
+      const models::AcpCounters& c = batch->counters[i];
+      Sequence* seq = plan.chunks[i].sequence;
+      seq->acp.Add(c);
+      if (options_.evict_dead_pages) {
+        const int64_t freed = EvictDeadPages(blocks_, *seq->kv);
+        seq->evicted_pages += freed;
+        evicted_pages_ += freed;
+        stats.num_evicted += freed;
+      }
+      const size_t base = static_cast<size_t>(batch->phases[i]) * L * H;
+      for (int64_t j = 0; j < L * H; ++j) {
+        stats.acp_computed[base + j] += c.computed[j];
+        stats.acp_skipped[base + j] += c.skipped[j];
       }
     }
   }
@@ -432,75 +563,77 @@ absl::Status Engine::Step(const std::function<void()>& before_outputs) {
   const auto t_publish = profile_.Start();
   if (before_outputs) before_outputs();
   profile_.Add("publish", t_publish);
-  if (status.ok()) {
-    const int64_t V = config.vocab_size;
-    // Every sequence whose prefill is complete gets its token: chosen in parallel (each touches
-    // only its own sampler and logits row), then appended and streamed in batch order.
-    const auto t_sample = profile_.Start();
-    std::vector<size_t> ready;
-    for (size_t i = 0; i < plan.chunks.size(); ++i) {
-      if (plan.chunks[i].sequence->num_to_compute() == 0) ready.push_back(i);  // else prefill goes on
-    }
-    std::vector<TokenChoice> choices(ready.size());
-    auto choose = [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        const size_t i = ready[r];
-        Sequence* seq = plan.chunks[i].sequence;
-        if (candidates_row[i] >= 0) {
-          choices[r] = ChooseToken(seq, absl::Span<float>(), nullptr, &step_candidates_[i]);
-        } else if (logits_row[i] < 0) {
-          choices[r] = ChooseToken(seq, absl::Span<float>(), &greedy_tokens_[i]);
-        } else {
-          choices[r] =
-              ChooseToken(seq, absl::MakeSpan(logits_).subspan(logits_row[i] * V, V), nullptr);
-        }
-      }
-    };
-    if (returned_rows + candidate_rows > 1) {
-      sampling_pool_->ParallelFor(static_cast<int64_t>(ready.size()), 1, choose);
-    } else {
-      choose(0, static_cast<int64_t>(ready.size()));
-    }
-    // Requests whose filters reached past their candidates choose from the whole row, which the
-    // backend still holds: fetched one at a time (the backend is not thread-safe), then chosen
-    // in parallel like returned rows.
-    std::vector<size_t> again;
-    int64_t served = 0;  // tokens drawn from their candidates (not rows that were not finite)
-    for (size_t r = 0; r < ready.size(); ++r) {
-      if (!choices[r].needs_row) {
-        if (candidates_row[ready[r]] >= 0 && choices[r].finite) ++served;
-        continue;
-      }
-      const size_t i = ready[r];
-      plan.chunks[i].sequence->rows_before_candidates = kRowsAfterCandidateMiss;
-      if (missed_rows_.size() <= again.size()) missed_rows_.resize(again.size() + 1);
-      const absl::Status fetched =
-          backend_->CandidateRow(candidates_row[i], &missed_rows_[again.size()]);
-      if (!fetched.ok()) {
-        choices[r] = TokenChoice();
-        choices[r].error = fetched;
-        continue;
-      }
-      again.push_back(r);
-    }
-    // (ParallelFor runs a single item on this thread.)
-    sampling_pool_->ParallelFor(
-        static_cast<int64_t>(again.size()), 1, [&](int64_t begin, int64_t end) {
-          for (int64_t j = begin; j < end; ++j) {
-            const size_t r = again[j];
-            choices[r] = ChooseToken(plan.chunks[ready[r]].sequence,
-                                     absl::MakeSpan(missed_rows_[j]), nullptr);
-          }
-        });
-    profile_.Add("sample", t_sample);
-    if (observer_ != nullptr && candidate_rows > 0) {
-      observer_->OnCandidateSampling(served, static_cast<int64_t>(again.size()));
-    }
-    for (size_t r = 0; r < ready.size(); ++r) {
-      Advance(plan.chunks[ready[r]].sequence, std::move(choices[r]));
-    }
+  if (!status.ok()) return;
+  const int64_t V = config.vocab_size;
+  // Every sequence whose prefill is complete gets its token: chosen in parallel (each touches
+  // only its own sampler and logits row), then appended and streamed in batch order. A
+  // continued step's sequences have their previous token by now.
+  const auto t_sample = profile_.Start();
+  std::vector<size_t> ready;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    Sequence* seq = plan.chunks[i].sequence;
+    // A prefill that goes on has tokens left to compute; a step's sequence is ready at 0, or at
+    // -1 when its next step was launched already (that step's input is this step's token).
+    if (live(i) && seq->num_to_compute() <= 0) ready.push_back(i);
   }
-  return status;
+  std::vector<TokenChoice> choices(ready.size());
+  auto choose = [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const size_t i = ready[r];
+      Sequence* seq = plan.chunks[i].sequence;
+      if (batch->candidates_row[i] >= 0) {
+        choices[r] = ChooseToken(seq, absl::Span<float>(), nullptr, &batch->candidates[i]);
+      } else if (batch->logits_row[i] < 0) {
+        choices[r] = ChooseToken(seq, absl::Span<float>(), &batch->greedy_tokens[i]);
+      } else {
+        choices[r] = ChooseToken(
+            seq, absl::MakeSpan(logits_).subspan(batch->logits_row[i] * V, V), nullptr);
+      }
+    }
+  };
+  if (batch->returned_rows + batch->candidate_rows > 1) {
+    sampling_pool_->ParallelFor(static_cast<int64_t>(ready.size()), 1, choose);
+  } else {
+    choose(0, static_cast<int64_t>(ready.size()));
+  }
+  // Requests whose filters reached past their candidates choose from the whole row, which the
+  // backend still holds: fetched one at a time (the backend is not thread-safe), then chosen
+  // in parallel like returned rows.
+  std::vector<size_t> again;
+  int64_t served = 0;  // tokens drawn from their candidates (not rows that were not finite)
+  for (size_t r = 0; r < ready.size(); ++r) {
+    if (!choices[r].needs_row) {
+      if (batch->candidates_row[ready[r]] >= 0 && choices[r].finite) ++served;
+      continue;
+    }
+    const size_t i = ready[r];
+    plan.chunks[i].sequence->rows_before_candidates = kRowsAfterCandidateMiss;
+    if (missed_rows_.size() <= again.size()) missed_rows_.resize(again.size() + 1);
+    const absl::Status fetched =
+        backend_->CandidateRow(batch->candidates_row[i], &missed_rows_[again.size()]);
+    if (!fetched.ok()) {
+      choices[r] = TokenChoice();
+      choices[r].error = fetched;
+      continue;
+    }
+    again.push_back(r);
+  }
+  // (ParallelFor runs a single item on this thread.)
+  sampling_pool_->ParallelFor(
+      static_cast<int64_t>(again.size()), 1, [&](int64_t begin, int64_t end) {
+        for (int64_t j = begin; j < end; ++j) {
+          const size_t r = again[j];
+          choices[r] = ChooseToken(plan.chunks[ready[r]].sequence,
+                                   absl::MakeSpan(missed_rows_[j]), nullptr);
+        }
+      });
+  profile_.Add("sample", t_sample);
+  if (observer_ != nullptr && batch->candidate_rows > 0) {
+    observer_->OnCandidateSampling(served, static_cast<int64_t>(again.size()));
+  }
+  for (size_t r = 0; r < ready.size(); ++r) {
+    Advance(plan.chunks[ready[r]].sequence, std::move(choices[r]));
+  }
 }
 
 }  // namespace engine

@@ -42,6 +42,13 @@ struct EngineOptions {
   // top candidates, computed by the backend (on the GPU, 16 KB a row comes back instead of the
   // 200 KB row), with the same result as from the whole row; off: every sampled row comes back.
   bool sample_from_candidates = true;
+  // Overlapped decode: when a decode step is certain to be followed by the same sequences' next
+  // greedy tokens (every sequence plain greedy and short of max_new_tokens, no request waiting,
+  // pages free), launch that next step before this one's tokens reach the host, so that the
+  // device does not idle while the host turns a step around. Takes effect on backends whose
+  // Launch returns before the step has run (ModelBackend::overlaps_steps). A sequence that stops
+  // at a step has its speculative next token dropped.
+  bool overlap_decode = true;
 };
 
 class Engine {
@@ -62,7 +69,7 @@ class Engine {
   // Finishes every request with kCancelled and `status`.
   void AbortAll(const absl::Status& status);
 
-  bool has_work() const { return !sequences_.empty(); }
+  bool has_work() const { return !sequences_.empty() || in_flight_ != nullptr; }
   int64_t num_sequences() const { return static_cast<int64_t>(sequences_.size()); }
   int64_t num_running() const { return scheduler_.running().size(); }
   int64_t num_waiting() const { return scheduler_.waiting().size(); }
@@ -79,7 +86,11 @@ class Engine {
   // False once a forward pass failed: every request was failed and no new one is accepted.
   bool healthy() const { return healthy_; }
 
-  // One iteration: schedule, forward, sample, stream. Returns the backend's error, if any, after
+  // Steps this engine launched behind one in flight (overlapped decode).
+  int64_t num_overlapped_steps() const { return overlapped_steps_; }
+
+  // One iteration: schedule, forward, sample, stream. With overlapped decode an iteration may
+  // launch the next decode step before it finishes the one in flight. Returns the backend's error, if any, after
   // failing every request with UNAVAILABLE. `before_outputs`, when set, runs once the batch has
   // been scheduled and computed and before any output reaches a sink (ThreadedEngine refreshes
   // its snapshots there, so a client that sees a token also sees the queue that produced it).
@@ -103,6 +114,34 @@ class Engine {
   // Appends the chosen token, checks the stop conditions and streams the output.
   void Advance(Sequence* seq, TokenChoice choice);
 
+  // A step's batch: what was launched, and what its outputs need once it is finished. Batches
+  // are reused (two alternate under overlapped decode), so their vectors keep their capacity.
+  struct StepBatch {
+    ScheduleResult plan;
+    std::vector<models::ForwardItem> items;
+    std::vector<AcpPhase> phases;
+    std::vector<models::AcpCounters> counters;
+    std::vector<int32_t> greedy_tokens;  // per chunk, for the greedy fast path
+    std::vector<kernels::TokenCandidates> candidates;  // per chunk, for the candidates path
+    std::vector<int64_t> logits_row, candidates_row;  // per chunk; -1: none
+    std::vector<int32_t> placeholders;  // tokens of a continued step (token_from_step_in_flight)
+    int64_t returned_rows = 0, candidate_rows = 0;
+    StepStats stats;
+    bool launched = false;
+  };
+  std::unique_ptr<StepBatch> TakeBatch();
+  // Schedules the next step into `batch` and builds its items.
+  void BuildBatch(StepBatch* batch);
+  // Launches `batch` on the backend (nothing when it is empty).
+  absl::Status LaunchBatch(StepBatch* batch);
+  // The next decode step of `current` (in flight), launched now, or null when it is not certain.
+  std::unique_ptr<StepBatch> LaunchContinuation(const StepBatch& current, absl::Status* status);
+  // After the backend finished `batch` (with `status`): counters, stats, tokens, streaming.
+  void CompleteBatch(StepBatch* batch, const absl::Status& status, Clock::time_point start,
+                     const std::function<void()>& before_outputs);
+  // Waits for every launched step (their results are dropped) and releases retired sequences.
+  void Drain();
+
   ModelBackend* backend_;
   const models::Tokenizer* tokenizer_;
   EngineOptions options_;
@@ -113,9 +152,12 @@ class Engine {
   bool healthy_ = true;
   int64_t evicted_pages_ = 0;  // the sum of the sequences' evicted_pages
   std::vector<float> logits_;
-  std::vector<models::AcpCounters> step_counters_;
-  std::vector<int32_t> greedy_tokens_;  // per chunk of the step, for the greedy fast path
-  std::vector<kernels::TokenCandidates> step_candidates_;  // per chunk, for the candidates path
+  std::unique_ptr<StepBatch> in_flight_;  // launched, not yet finished
+  std::unique_ptr<StepBatch> spare_;      // finished, kept for reuse
+  // Sequences that finished while a step holding them was in flight: kept (pages already
+  // returned) until that step has finished, since the backend still writes into their state.
+  std::vector<std::unique_ptr<Sequence>> retired_;
+  int64_t overlapped_steps_ = 0;
   // Whole rows fetched for candidates that did not suffice (capacity kept from step to step).
   std::vector<std::vector<float>> missed_rows_;
   HostStageProfile profile_;

@@ -7,6 +7,7 @@
 #define FOXSERVE_ENGINE_MODEL_BACKEND_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,10 +48,35 @@ class ModelBackend {
   // Runs the items; logits as in models::FoxModel::Forward.
   virtual absl::Status Forward(absl::Span<const models::ForwardItem> items,
                                std::vector<float>* logits) = 0;
+  // Forward in two halves, so that the host can prepare and launch the next decode step while the
+  // device runs this one (the engine's overlapped decode). Launch queues a step; Finish waits
+  // for the oldest queued step and completes it as Forward does (logits, greedy tokens,
+  // candidates, counters, state). A step may be queued behind one in flight only when it
+  // continues it: the same states in the same order, one token each taken from the step in
+  // flight (ForwardItem::token_from_step_in_flight), every item of both steps greedy. Items,
+  // states and outputs must outlive the step; each state's num_tokens advances at Launch. No
+  // Forward while a step is in flight.
+  //
+  // The default runs the whole step at Launch (a continued step's tokens are the previous
+  // step's greedy tokens, which are known by then) and Finish returns its status.
+  virtual absl::Status Launch(absl::Span<const models::ForwardItem> items,
+                              std::vector<float>* logits);
+  virtual absl::Status Finish();
+  // Whether Launch returns before the step has run, so that overlapping steps gains time.
+  virtual bool overlaps_steps() const { return false; }
+
   // The logits row of the k-th item of the last Forward that asked for candidates
   // (ForwardItem::candidates), until the next Forward: for a request whose filters reach past its
   // candidates.
   virtual absl::Status CandidateRow(int64_t k, std::vector<float>* row) = 0;
+
+ private:
+  // The default Launch and Finish: statuses of the steps run and not yet finished, and the last
+  // step's greedy tokens by item.
+  static constexpr int32_t kNoGreedyToken = INT32_MIN;  // the item was not greedy
+  std::deque<absl::Status> run_ahead_;
+  std::vector<int32_t> last_greedy_;
+  std::vector<const models::SequenceKvState*> last_states_;
 };
 
 }  // namespace engine

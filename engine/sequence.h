@@ -49,6 +49,8 @@ struct Sequence {
   // costs a second copy of the row).
   int64_t rows_before_candidates = 0;
   int64_t num_preemptions = 0;
+  // Launched steps holding this sequence that have not finished (two under overlapped decode).
+  int32_t steps_in_flight = 0;
   std::optional<Clock::time_point> first_token_time;
   Clock::time_point last_token_time;
 };

@@ -277,19 +277,20 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
 }
 
 void FoxCudaModel::Impl::ApplyDeviceStep(absl::Span<const ForwardItem> items,
+                                         const std::vector<int64_t>& first_position,
                                          const DeviceStep& step, const char* readback_bytes) {
   const int64_t L = config.num_hidden_layers, H = config.num_heads;
   const int64_t num_items = static_cast<int64_t>(items.size());
   const auto* back = reinterpret_cast<const kernels::AcpStreamReadback*>(readback_bytes);
   // Touched blocks: item i's from step.readback_block_base[i], [stream][block] (PrepareDeviceStep).
   const double* touched = reinterpret_cast<const double*>(
-      readback_bytes + stream_back.size() * sizeof(kernels::AcpStreamReadback));
+      readback_bytes + num_items * L * H * sizeof(kernels::AcpStreamReadback));
   // Items own disjoint states, so they are written back in parallel.
   host_pool->ParallelFor(num_items, 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       SequenceKvState& s = *items[i].state;
       auto& seq = static_cast<MirroredSequence&>(*s.backend_state);
-      const int64_t pos0 = s.num_tokens, n = static_cast<int64_t>(items[i].tokens.size());
+      const int64_t pos0 = first_position[i], n = static_cast<int64_t>(items[i].tokens.size());
       const int64_t first_block = pos0 / kPageSize;
       const int64_t nqb = kernels::NumQueryBlocks(pos0, n, kPageSize);
       seq.head_pointer.assign(H, INT32_MAX);

@@ -67,8 +67,12 @@ bool CudaDeviceAvailable(std::string* why) {
 FoxCudaModel::FoxCudaModel(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 FoxCudaModel::~FoxCudaModel() {
+  if (impl_ && impl_->stream) cudaStreamSynchronize(impl_->stream);  // a step may be in flight
   if (impl_) impl_->stages.Summary(stderr);
   if (impl_) {
+    for (auto& back : impl_->readbacks) {
+      if (back.done != nullptr) cudaEventDestroy(back.done);
+    }
     for (auto& [batch, g] : impl_->decode_graphs) {
       if (g.exec != nullptr) cudaGraphExecDestroy(g.exec);
     }
@@ -176,6 +180,19 @@ void FoxCudaModel::PoisonPages(absl::Span<const int32_t> pages) {
 
 absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const AcpOptions& acp,
                                    std::vector<float>* logits) {
+  if (!impl_->pending.empty()) {
+    return absl::FailedPreconditionError("a step is in flight: Finish it before a Forward");
+  }
+  FOXSERVE_RETURN_IF_ERROR(Launch(items, acp, logits));
+  return Finish();
+}
+
+bool FoxCudaModel::overlaps_steps() const {
+  return impl_->device_planner && !impl_->stages.enabled();
+}
+
+absl::Status FoxCudaModel::Launch(absl::Span<const ForwardItem> items, const AcpOptions& acp,
+                                  std::vector<float>* logits) {
   Impl& m = *impl_;
   const FoxConfig& c = m.config;
   const int64_t V = c.vocab_size;
@@ -184,6 +201,29 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   FOXSERVE_RETURN_IF_ERROR(
       ValidateForwardItems(items, c, kPageSize, m.num_pages, &row_offsets, &logit_rows));
   const int64_t N = row_offsets.back();
+  // - A step behind one in flight must continue it exactly: its token ids are that step's greedy
+  //   tokens, copied on the device in item order.
+  const int64_t continued = std::count_if(items.begin(), items.end(), [](const ForwardItem& item) {
+    return item.token_from_step_in_flight;
+  });
+  if (!m.pending.empty() || continued > 0) {
+    if (continued != static_cast<int64_t>(items.size()) || m.pending.size() != 1 ||
+        !overlaps_steps()) {
+      return absl::FailedPreconditionError(
+          "only a decode step continuing the one in flight may be launched behind it");
+    }
+    const Impl::PendingStep& prev = m.pending.front();
+    if (prev.items.size() != items.size()) {
+      return absl::FailedPreconditionError("a continued step must have the in-flight step's items");
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (prev.items[i].state != items[i].state || prev.items[i].greedy_token == nullptr ||
+          items[i].greedy_token == nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "continued item ", i, ": not the in-flight step's greedy item of the same sequence"));
+      }
+    }
+  }
   using HostClock = std::chrono::steady_clock;
   const bool timed = m.stages.enabled();
   HostClock::time_point part_start = timed ? HostClock::now() : HostClock::time_point();
@@ -211,15 +251,23 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
     }
   }
   m.ids.Upload(ids, m.stream);
+  if (continued > 0) {
+    // The in-flight step's greedy tokens, one per item in item order (every item was greedy).
+    FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchFeedGreedyTokens(m.greedy.get(),
+                                                                   static_cast<int32_t>(N),
+                                                                   m.ids.get(), m.stream),
+                                   "tokens from the step in flight"));
+  }
   m.token_item.Upload(token_item, m.stream);
   m.item_first.Upload(item_first, m.stream);
   m.item_last.Upload(item_last, m.stream);
   m.positions.Upload(positions, m.stream);
-  Impl::DeviceStep step;
+  Impl::PendingStep pending;
+  Impl::DeviceStep& step = pending.step;
   if (m.device_planner) {
     FOXSERVE_RETURN_IF_ERROR(m.PrepareDeviceStep(items, row_offsets, graph, &step));
   }
-  Impl::OutputRows out;
+  Impl::OutputRows& out = pending.out;
   out.all = logit_rows;
   std::vector<int32_t> rows;
   for (int64_t r : LogitRows(items, row_offsets, &out.returned, &out.candidates)) {
@@ -227,7 +275,10 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   }
   m.rows_sel.Upload(rows, m.stream);
   const int64_t greedy_rows = out.greedy();
-  m.greedy_readback.Reserve(std::max<int64_t>(1, greedy_rows) * sizeof(int32_t), 0);
+  pending.readback = m.next_readback;
+  m.next_readback ^= 1;
+  Impl::Readback& back = m.readbacks[pending.readback];
+  back.greedy.Reserve(std::max<int64_t>(1, greedy_rows) * sizeof(int32_t), 0);
   // Candidates: sized here (the kernels allocate nothing), read back after the step. A step
   // without candidate rows touches none of this.
   const int64_t cap = kCandidateCapacity;
@@ -260,7 +311,7 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
   // - What comes back: greedy tokens, the plan's results, the other rows' logits.
   m.stages.Mark("readback", m.stream);
   if (greedy_rows > 0) {
-    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(m.greedy_readback.data(), m.greedy.get(),
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(back.greedy.data(), m.greedy.get(),
                                                    greedy_rows * sizeof(int32_t),
                                                    cudaMemcpyDeviceToHost, m.stream),
                                    "greedy token readback"));
@@ -269,12 +320,12 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
     // The plan's results come back with the logits: one synchronization for the whole step.
     const size_t stream_bytes = m.stream_back.size() * sizeof(kernels::AcpStreamReadback);
     const size_t block_bytes = m.block_back.size() * sizeof(double);
-    m.step_readback.Reserve(stream_bytes + block_bytes, 0);
-    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(m.step_readback.data(), m.stream_back.get(),
+    back.step.Reserve(stream_bytes + block_bytes, 0);
+    FOXSERVE_RETURN_IF_ERROR(Check(cudaMemcpyAsync(back.step.data(), m.stream_back.get(),
                                                    stream_bytes, cudaMemcpyDeviceToHost, m.stream),
                                    "plan readback"));
     FOXSERVE_RETURN_IF_ERROR(Check(
-        cudaMemcpyAsync(m.step_readback.data() + stream_bytes, m.block_back.get(), block_bytes,
+        cudaMemcpyAsync(back.step.data() + stream_bytes, m.block_back.get(), block_bytes,
                         cudaMemcpyDeviceToHost, m.stream),
         "block readback"));
   }
@@ -304,21 +355,51 @@ absl::Status FoxCudaModel::Forward(absl::Span<const ForwardItem> items, const Ac
         "logits readback"));
   }
   m.stages.Mark("end", m.stream);
+  if (back.done == nullptr) {
+    FOXSERVE_RETURN_IF_ERROR(
+        Check(cudaEventCreateWithFlags(&back.done, cudaEventDisableTiming), "step event"));
+  }
+  FOXSERVE_RETURN_IF_ERROR(Check(cudaEventRecord(back.done, m.stream), "step event"));
   host_part("launches");
-  FOXSERVE_RETURN_IF_ERROR(Check(cudaStreamSynchronize(m.stream), "forward step"));
-  host_part("wait for the GPU");
+  pending.items.assign(items.begin(), items.end());
+  pending.decode = N == static_cast<int64_t>(items.size());
+  for (const ForwardItem& item : items) {
+    pending.first_position.push_back(item.state->num_tokens);
+    item.state->num_tokens += item.tokens.size();
+  }
+  m.pending.push_back(std::move(pending));
+  return absl::OkStatus();
+}
+
+absl::Status FoxCudaModel::Finish() {
+  Impl& m = *impl_;
+  if (m.pending.empty()) return absl::FailedPreconditionError("no step in flight");
+  using HostClock = std::chrono::steady_clock;
+  const bool timed = m.stages.enabled();
+  HostClock::time_point part_start = timed ? HostClock::now() : HostClock::time_point();
+  const Impl::PendingStep& p = m.pending.front();
+  const Impl::Readback& back = m.readbacks[p.readback];
+  const absl::Status done = Check(cudaEventSynchronize(back.done), "forward step");
+  if (!done.ok()) {
+    m.pending.pop_front();
+    return done;
+  }
+  if (timed) {
+    m.stages.AddHost("wait for the GPU", part_start);
+    part_start = HostClock::now();
+  }
   {
-    const auto* tokens = reinterpret_cast<const int32_t*>(m.greedy_readback.data());
+    const auto* tokens = reinterpret_cast<const int32_t*>(back.greedy.data());
     int64_t g = 0;
-    for (const ForwardItem& item : items) {
+    for (const ForwardItem& item : p.items) {
       if (item.greedy_token != nullptr) *item.greedy_token = tokens[g++];
     }
   }
-  if (out.candidates > 0) m.UnpackCandidates(items);
-  if (m.device_planner) m.ApplyDeviceStep(items, step, m.step_readback.data());
-  for (const ForwardItem& item : items) item.state->num_tokens += item.tokens.size();
-  host_part("state back");
-  m.stages.Collect(N == static_cast<int64_t>(items.size()) ? "decode" : "prefill");
+  if (p.out.candidates > 0) m.UnpackCandidates(p.items);
+  if (m.device_planner) m.ApplyDeviceStep(p.items, p.first_position, p.step, back.step.data());
+  if (timed) m.stages.AddHost("state back", part_start);
+  m.stages.Collect(p.decode ? "decode" : "prefill");
+  m.pending.pop_front();
   return absl::OkStatus();
 }
 

@@ -47,9 +47,22 @@ class FoxCudaModel {
 
   // As FoxModel::CandidateRow (a copy from the device).
   absl::Status CandidateRow(int64_t k, std::vector<float>* row);
-  // As FoxModel::Forward.
+  // As FoxModel::Forward; refused while a step is in flight.
   absl::Status Forward(absl::Span<const ForwardItem> items, const AcpOptions& acp,
                        std::vector<float>* logits);
+  // Forward in two halves (overlapped decode, engine/model_backend.h): Launch queues a step and
+  // returns; Finish waits for the oldest queued step and completes it as Forward does (greedy
+  // tokens, candidates, counters, sequence state; `logits` is filled by then). The items, their
+  // states and outputs must outlive the step. A second step may be queued behind one in flight
+  // only when it continues it: every item takes ForwardItem::token_from_step_in_flight, the same
+  // states in the same order, every item of both steps greedy. Launch advances each state's
+  // num_tokens at once, so the second step's positions follow the first's.
+  absl::Status Launch(absl::Span<const ForwardItem> items, const AcpOptions& acp,
+                      std::vector<float>* logits);
+  absl::Status Finish();
+  // Whether Launch can queue a step behind one in flight (device planner; not while
+  // FOXSERVE_PROFILE_STAGES times the stages, whose marks assume one step at a time).
+  bool overlaps_steps() const;
   void PoisonPages(absl::Span<const int32_t> pages);
 
  private:

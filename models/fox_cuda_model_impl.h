@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <vector>
@@ -143,9 +144,17 @@ struct FoxCudaModel::Impl {
   kernels::DeviceBuffer<int64_t> row_table;
   kernels::DeviceBuffer<kernels::AcpStreamReadback> stream_back;
   kernels::DeviceBuffer<double> block_back;
-  kernels::PinnedBytes step_readback;
   kernels::DeviceBuffer<int32_t> greedy;
-  kernels::PinnedBytes greedy_readback;
+  // What a step brings back lands in the readback set of its parity, so that a decode step
+  // launched while the previous one is in flight (overlapped decode) does not overwrite what the
+  // host has yet to read.
+  struct Readback {
+    kernels::PinnedBytes step;    // the plan's results (device planner)
+    kernels::PinnedBytes greedy;  // greedy tokens
+    cudaEvent_t done = nullptr;   // recorded after the step's last copy back
+  };
+  Readback readbacks[2];
+  int next_readback = 0;
   // Top-candidates rows (ForwardItem::candidates): per row its inverse temperature, the
   // candidates and their summary, read back together; the rows stay in `logits` for
   // CandidateRow until the next step (first_candidate_row is where they start).
@@ -190,6 +199,18 @@ struct FoxCudaModel::Impl {
     int64_t greedy() const { return all - returned - candidates; }
   };
 
+  // A step launched and not yet finished (FoxCudaModel::Launch / Finish); at most two, oldest
+  // first, the second only a greedy decode continuing the first.
+  struct PendingStep {
+    std::vector<ForwardItem> items;
+    std::vector<int64_t> first_position;  // per item: its state's num_tokens before the step
+    DeviceStep step;
+    OutputRows out;
+    int readback = 0;  // which of `readbacks`
+    bool decode = false;
+  };
+  std::deque<PendingStep> pending;
+
   // Every kernel of a step, from the embeddings to the greedy tokens: no allocation (after a first
   // step of the same shape) and no host copy, so a decode step can be captured as a graph.
   absl::Status LaunchStepKernels(absl::Span<const ForwardItem> items,
@@ -215,7 +236,8 @@ struct FoxCudaModel::Impl {
                                  DeviceStep* step);
   absl::Status PlanLayerOnDevice(int64_t l, int64_t num_items, const AcpOptions& acp,
                                  const DeviceStep& step, LayerPlan* plan);
-  void ApplyDeviceStep(absl::Span<const ForwardItem> items, const DeviceStep& step,
+  void ApplyDeviceStep(absl::Span<const ForwardItem> items,
+                       const std::vector<int64_t>& first_position, const DeviceStep& step,
                        const char* readback_bytes);
   // After the step's synchronization: candidate_readback into the items' candidates.
   void UnpackCandidates(absl::Span<const ForwardItem> items) const;

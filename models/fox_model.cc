@@ -70,6 +70,10 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
         }
       }
     }
+    if (item.token_from_step_in_flight && (n != 1 || item.greedy_token == nullptr)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "forward item ", i, ": a token from the step in flight must be its only token, greedy"));
+    }
     if (item.greedy_token != nullptr && item.all_logits) {
       return absl::InvalidArgumentError("a greedy-token item cannot ask for all its logits");
     }
@@ -158,6 +162,12 @@ absl::Status FoxModel::Forward(absl::Span<const ForwardItem> items, const AcpOpt
                                              &logit_rows);
       !st.ok()) {
     return st;
+  }
+  for (const ForwardItem& item : items) {
+    if (item.token_from_step_in_flight) {
+      return absl::FailedPreconditionError(
+          "a token from a step in flight: the CPU forward runs steps whole (ModelBackend::Launch)");
+    }
   }
   const int64_t N = row_offsets.back();
 

@@ -46,6 +46,10 @@ struct ForwardItem {
   // through CandidateRow until the next Forward (for requests whose filters reach past them).
   kernels::TokenCandidates* candidates = nullptr;
   double candidates_inv_temperature = 1.0;
+  // Overlapped decode (ModelBackend::Launch): the item's one token (tokens holds a placeholder)
+  // is the greedy token that the step in flight computes for its item at the same index. The
+  // step is then launched before that token has reached the host.
+  bool token_from_step_in_flight = false;
 };
 
 // How many of a row's most likely tokens the top-candidates path returns, and room for ties.

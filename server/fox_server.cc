@@ -83,6 +83,7 @@ absl::StatusOr<std::unique_ptr<FoxServer>> FoxServer::Start(const ServerOptions&
   engine_options.scheduler.max_batch_tokens = options.max_batch_tokens;
   engine_options.evict_dead_pages = options.kv_eviction;
   engine_options.sample_from_candidates = options.sample_from_candidates;
+  engine_options.overlap_decode = options.overlap_decode;
   engine_options.max_model_len = options.max_model_len > 0 ? options.max_model_len
                                  : config.max_position_embeddings
                                      ? *config.max_position_embeddings

@@ -40,6 +40,7 @@ struct ServerOptions {
   std::optional<int64_t> kv_cache_bytes;  // unset: 1 GiB on the CPU, 8 GiB on a GPU
   bool kv_eviction = true;  // return ACP-dead KV blocks to the pool while requests run
   bool sample_from_candidates = true;  // EngineOptions::sample_from_candidates
+  bool overlap_decode = true;          // EngineOptions::overlap_decode
   int64_t max_model_len = 0;  // 0: the config's max_position_embeddings, else 4096
   bool acp = true;
   std::optional<double> acp_log_eps;  // unset: the config's, else -10

@@ -23,6 +23,8 @@ const char kServerUsage[] =
     "  --kv-eviction on|off     free KV blocks ACP proved dead while requests run (default on)\n"
     "  --sample-from-candidates on|off  top-k/top-p/min-p requests draw from the row's top\n"
     "                           candidates found on the device (default on; same tokens)\n"
+    "  --overlap-decode on|off  launch a greedy decode step before the previous one's tokens\n"
+    "                           reach the host (default on; GPU only; same tokens)\n"
     "  --max-model-len N        prompt + generated tokens (default: the config's)\n"
     "  --acp-log-eps X|off      ACP tolerance log(eps) (default: the config's, else -10)\n"
     "  --drain-timeout S        seconds to finish requests on SIGTERM (default 30)\n"
@@ -43,7 +45,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
       CommandLine::Parse(args, {"model", "host", "port", "metrics-port", "device", "threads",
                                 "max-num-seqs", "max-batch-tokens", "max-queued", "kv-cache-bytes",
                                 "max-model-len", "acp-log-eps", "drain-timeout", "reflection",
-                                "max-receive-bytes", "metrics-per-head", "kv-eviction", "sample-from-candidates", "tls-cert", "tls-key",
+                                "max-receive-bytes", "metrics-per-head", "kv-eviction", "sample-from-candidates", "overlap-decode", "tls-cert", "tls-key",
                                 "tls-client-ca", "auth-token-file"}));
   ServerOptions o;
   o.model_dir = cl.GetOr("model", DefaultModelDir());
@@ -65,6 +67,7 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
   }
   FOXSERVE_ASSIGN_OR_RETURN(o.kv_eviction, cl.Bool("kv-eviction", true));
   FOXSERVE_ASSIGN_OR_RETURN(o.sample_from_candidates, cl.Bool("sample-from-candidates", true));
+  FOXSERVE_ASSIGN_OR_RETURN(o.overlap_decode, cl.Bool("overlap-decode", true));
   FOXSERVE_ASSIGN_OR_RETURN(o.max_model_len, cl.Int("max-model-len", 0, 0, int64_t{1} << 24));
   if (cl.GetOr("acp-log-eps", "") == "off") {
     o.acp = false;

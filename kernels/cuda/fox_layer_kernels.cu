@@ -223,6 +223,11 @@ __global__ void __launch_bounds__(kGreedyThreads) GreedyTokensKernel(const float
   }
 }
 
+__global__ void FeedGreedyTokensKernel(const int32_t* from, int32_t count, int32_t* to) {
+  const int32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < count) to[i] = max(from[i], 0);
+}
+
 }  // namespace
 
 cudaError_t LaunchEmbeddingGather(const int32_t* ids, const __nv_bfloat16* table, int64_t n,
@@ -292,6 +297,13 @@ cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab,
                                int64_t row_stride, int32_t* out, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   GreedyTokensKernel<<<rows, kGreedyThreads, 0, stream>>>(logits, vocab, row_stride, out);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchFeedGreedyTokens(const int32_t* from, int32_t count, int32_t* to,
+                                   cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  FeedGreedyTokensKernel<<<(count + 255) / 256, 256, 0, stream>>>(from, count, to);
   return cudaGetLastError();
 }
 

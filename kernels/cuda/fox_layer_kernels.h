@@ -86,6 +86,12 @@ cudaError_t LaunchGatedActivation(const float* gate_up, int64_t n, int64_t inter
 cudaError_t LaunchGreedyTokens(const float* logits, int32_t rows, int64_t vocab,
                                int64_t row_stride, int32_t* out, cudaStream_t stream);
 
+// Overlapped decode: the next step's token ids from this step's greedy tokens, to[i] = from[i],
+// with -1 (a row that was not finite, whose request fails) read as token 0 so that the next
+// step's embedding gather stays inside the table.
+cudaError_t LaunchFeedGreedyTokens(const int32_t* from, int32_t count, int32_t* to,
+                                   cudaStream_t stream);
+
 // Fills `count` floats with NaN (poisoning freed KV pages in tests).
 cudaError_t LaunchFillNan(float* data, int64_t count, cudaStream_t stream);
 

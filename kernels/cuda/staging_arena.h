@@ -6,9 +6,9 @@
 // decode step paid hundreds of such round trips. An arena packs the uploads into one pinned buffer sent with
 // one copy, and collects readbacks for one stream synchronization.
 //
-// Not thread-safe; one arena per stream. The host side may be rewritten only after the stream
-// has passed the previous Flush (the CUDA model synchronizes at the end of every step, and the
-// host planner on each layer's readbacks, which guarantees it).
+// Not thread-safe; one arena per stream. The host side is rewritten only after the stream has
+// passed the previous Flush: Reset waits for it (with overlapped decode steps the host prepares
+// the next step while the stream may not yet have reached this one's copy).
 #ifndef FOXSERVE_KERNELS_CUDA_STAGING_ARENA_H_
 #define FOXSERVE_KERNELS_CUDA_STAGING_ARENA_H_
 
@@ -53,11 +53,17 @@ class PinnedBytes {
 class UploadArena {
  public:
   UploadArena() = default;
-  ~UploadArena() { cudaFree(device_); }
+  ~UploadArena() {
+    cudaFree(device_);
+    if (flushed_ != nullptr) cudaEventDestroy(flushed_);
+  }
   UploadArena(const UploadArena&) = delete;
   UploadArena& operator=(const UploadArena&) = delete;
 
-  void Reset() { used_ = 0; }
+  void Reset() {
+    if (flushed_ != nullptr) FOXSERVE_CUDA_CHECK(cudaEventSynchronize(flushed_));
+    used_ = 0;
+  }
   // Appends the vector's bytes; returns their offset for At after Flush.
   template <typename T>
   size_t Add(const std::vector<T>& v) {
@@ -79,6 +85,10 @@ class UploadArena {
     if (used_ > 0) {
       FOXSERVE_CUDA_CHECK(
           cudaMemcpyAsync(device_, host_.data(), used_, cudaMemcpyHostToDevice, stream));
+      if (flushed_ == nullptr) {
+        FOXSERVE_CUDA_CHECK(cudaEventCreateWithFlags(&flushed_, cudaEventDisableTiming));
+      }
+      FOXSERVE_CUDA_CHECK(cudaEventRecord(flushed_, stream));
     }
   }
   // The device address of what Add returned `offset` for; valid after Flush.
@@ -93,6 +103,7 @@ class UploadArena {
   size_t used_ = 0;
   char* device_ = nullptr;
   size_t device_capacity_ = 0;
+  cudaEvent_t flushed_ = nullptr;  // recorded after the last copy
 };
 
 }  // namespace kernels

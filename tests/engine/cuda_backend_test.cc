@@ -425,6 +425,20 @@ TEST(CudaBackendGraphTest, DecodeGraphsMatchPlainLaunches) {
   EXPECT_GT(graphs.backend().decode_graph_launches(), 80);
 }
 
+// Overlapped decode on the GPU: decode step N+1 launched from step N's device-side greedy
+// tokens before they reach the host; the same outputs as step by step (both with decode graphs),
+// no freed page read (poisoned with NaN), no page lost.
+TEST(CudaBackendOverlapTest, OverlappedDecodeMatchesStepByStep) {
+  std::string why;
+  if (!engine::CudaBackendAvailable(&why)) GTEST_SKIP() << "no GPU: " << why;
+  ScratchDir dir;
+  WriteFastForgettingModel("fox-pro-tiny", dir.path());
+  auto backend = LoadCuda(dir.path(), /*acp=*/true);
+  ASSERT_NE(backend, nullptr);
+  ASSERT_TRUE(backend->overlaps_steps());
+  ExpectOverlappedDecodeMatchesStepByStep(backend.get(), backend->config().vocab_size);
+}
+
 TEST(CudaBackendShippedModelTest, ValidationLossCloseToTheTrainer) {
   std::string why;
   if (!engine::CudaBackendAvailable(&why)) GTEST_SKIP() << "no GPU: " << why;

@@ -445,6 +445,19 @@ TEST_F(EngineTest, KvReportShowsDeadAndEvictedBlocksPerHead) {
   }
 }
 
+// Overlapped decode on the CPU backend, which runs each step at Launch (report_overlapped_steps
+// makes the engine take the overlapped path anyway): the same outputs as step by step.
+TEST_F(EngineTest, OverlappedDecodeMatchesStepByStep) {
+  engine::CpuBackendOptions options;
+  options.num_threads = 2;
+  options.num_pages = 4096;
+  options.acp.enabled = true;
+  options.report_overlapped_steps = true;
+  auto backend = engine::CpuBackend::Load(golden_.model_dir, options);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  ExpectOverlappedDecodeMatchesStepByStep(backend->get(), golden_.vocab);
+}
+
 // Hundreds of random requests with random aborts: every page comes back.
 TEST_F(EngineTest, RandomRequestsWithAbortsLeakNothing) {
   backend_ = LoadBackend(golden_.model_dir, true, /*num_pages=*/4 * 6);  // 384 tokens

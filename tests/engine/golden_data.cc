@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
+#include <random>
 
+#include "engine/engine.h"
 #include "engine/kv_block_manager.h"
 #include "gtest/gtest.h"
 #include "models/safetensors.h"
@@ -219,6 +222,117 @@ void ExpectGreedyTokensMatchTheLogits(engine::ModelBackend* backend,
     bad->all_logits = true;
     bad->greedy_token = &token;
   });
+}
+
+namespace {
+
+// What one request streamed through an Engine.
+class TokenSink : public engine::RequestSink {
+ public:
+  void OnOutput(engine::RequestOutput output) override {
+    EXPECT_EQ(reason, engine::FinishReason::kNone) << "output after the final one";
+    for (const auto& t : output.tokens) tokens.push_back(t.id);
+    if (output.finished()) reason = output.finish_reason;
+  }
+  std::vector<int32_t> tokens;
+  engine::FinishReason reason = engine::FinishReason::kNone;
+};
+
+struct TimedRequest {
+  engine::GenerationRequest request;
+  int add_at_step = 0;
+  int abort_at_step = -1;  // -1: never
+};
+
+// Runs the requests to completion; returns what each streamed and, in *ahead, how many steps
+// the engine launched behind one in flight.
+std::vector<TokenSink> RunTimed(engine::ModelBackend* backend, const std::vector<TimedRequest>& rs,
+                                bool overlap, int64_t* ahead) {
+  engine::EngineOptions o;
+  o.scheduler.max_batch_tokens = 96;
+  o.scheduler.max_num_seqs = 8;
+  o.max_model_len = 512;
+  o.poison_freed_pages = true;  // a read of a page freed under a step in flight shows as NaN
+  o.overlap_decode = overlap;
+  engine::Engine e(backend, nullptr, o, nullptr);
+  std::vector<std::shared_ptr<TokenSink>> sinks;
+  for (size_t i = 0; i < rs.size(); ++i) sinks.push_back(std::make_shared<TokenSink>());
+  for (int step = 0; step < 10000; ++step) {
+    bool pending = false;
+    for (size_t i = 0; i < rs.size(); ++i) {
+      if (rs[i].add_at_step == step) {
+        EXPECT_TRUE(e.Add(i + 1, rs[i].request, sinks[i]).ok());
+      }
+      if (rs[i].abort_at_step == step) e.Abort(i + 1, absl::CancelledError("test abort"));
+      pending = pending || rs[i].add_at_step > step;
+    }
+    if (!pending && !e.has_work()) break;
+    if (e.has_work()) {
+      EXPECT_TRUE(e.Step().ok());
+    }
+  }
+  EXPECT_FALSE(e.has_work());
+  EXPECT_EQ(e.blocks().num_pages_free(), e.blocks().num_pages_total());
+  *ahead = e.num_overlapped_steps();
+  std::vector<TokenSink> out;
+  for (const auto& s : sinks) out.push_back(*s);
+  return out;
+}
+
+}  // namespace
+
+void ExpectOverlappedDecodeMatchesStepByStep(engine::ModelBackend* backend, int64_t vocab) {
+  std::mt19937 rng(23);
+  auto request = [&](int64_t prompt, int64_t max_new) {
+    engine::GenerationRequest r;
+    for (int64_t i = 0; i < prompt; ++i) r.prompt.push_back(static_cast<int32_t>(2 + rng() % (vocab - 2)));
+    r.max_new_tokens = max_new;
+    r.ignore_eos = true;
+    return r;
+  };
+  std::vector<TimedRequest> rs;
+  rs.push_back({request(20, 70), 0});   // crosses page boundaries while overlapped
+  rs.push_back({request(70, 2), 0});    // too short to overlap
+  rs.push_back({request(5, 40), 0});    // gets a stop token below
+  rs.push_back({request(33, 20), 0});   // sampled: no overlap while it runs
+  rs[3].request.sampling.temperature = 0.8f;
+  rs[3].request.sampling.top_p = 0.95f;
+  rs[3].request.sampling.seed = 9;
+  rs.push_back({request(40, 40), 30});  // arrives mid-run
+  rs.push_back({request(12, 10), 60});  // logprobs: not plain greedy
+  rs[5].request.logprobs = 2;
+  rs.push_back({request(50, 60), 0});   // aborted at step 45
+  const std::vector<TokenSink> free_running = [&] {
+    int64_t ahead = 0;
+    return RunTimed(backend, rs, /*overlap=*/false, &ahead);
+  }();
+  ASSERT_GE(free_running[2].tokens.size(), 12u);
+  // Request 2 stops at the first occurrence of its 12th token, a step that has a continuation
+  // in flight.
+  rs[2].request.stop_token_ids = {free_running[2].tokens[11]};
+  rs[6].abort_at_step = 45;
+  int64_t ahead_off = 0, ahead_on = 0;
+  const std::vector<TokenSink> off = RunTimed(backend, rs, false, &ahead_off);
+  const std::vector<TokenSink> on = RunTimed(backend, rs, true, &ahead_on);
+  EXPECT_EQ(ahead_off, 0);
+  EXPECT_GT(ahead_on, 20) << "overlap never launched a step ahead";
+  std::printf("[ measured ] %lld steps launched ahead of the one in flight\n",
+              static_cast<long long>(ahead_on));
+  for (size_t i = 0; i < rs.size(); ++i) {
+    if (i == 6) continue;
+    EXPECT_EQ(on[i].tokens, off[i].tokens) << "request " << i;
+    EXPECT_EQ(on[i].reason, off[i].reason) << "request " << i;
+  }
+  EXPECT_EQ(off[2].reason, engine::FinishReason::kStop);
+  EXPECT_LE(off[2].tokens.size(), 12u);
+  EXPECT_EQ(off[0].tokens.size(), 70u);
+  for (const std::vector<TokenSink>* run : {&off, &on}) {
+    const TokenSink& aborted = (*run)[6];
+    EXPECT_EQ(aborted.reason, engine::FinishReason::kCancelled);
+    ASSERT_LT(aborted.tokens.size(), free_running[6].tokens.size());
+    EXPECT_TRUE(std::equal(aborted.tokens.begin(), aborted.tokens.end(),
+                           free_running[6].tokens.begin()));
+  }
 }
 
 }  // namespace testing

@@ -45,6 +45,14 @@ void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
                                   const std::vector<std::vector<int32_t>>& prompts,
                                   double row_tolerance, double total_tolerance);
 
+// Overlapped decode (EngineOptions::overlap_decode) against step-by-step decoding: a mix of
+// requests over a vocabulary of `vocab` (greedy ones long and short, one that stops on a token of
+// its own output, a sampled one, one with logprobs, arrivals mid-run and an abort) runs through
+// an Engine on `backend` with overlap on and with it off. Every request streams the same tokens
+// and finishes the same way either way (the aborted one: what it got is a prefix of its tokens
+// when not aborted), overlap did launch steps ahead, and every page comes back.
+void ExpectOverlappedDecodeMatchesStepByStep(engine::ModelBackend* backend, int64_t vocab);
+
 // ||a - b|| / ||b|| over n values.
 double RelativeError(const float* a, const float* b, int64_t n);
 
