@@ -2,7 +2,10 @@
 // the synthetic decay mix of issue 5, with the card's copy bandwidth measured in the same run.
 //
 //   attention_bench [--shapes 16x4096,4x16384,2x32768] [--heads 24] [--repeats 5]
-//                   [--decode-chunk 16]
+//                   [--decode-chunk 16] [--taus-out FILE]
+// --taus-out writes each shape's per-head decay times ("BxT tau_0 ... tau_H-1" a line), which
+// bench/attention_reference.py --taus reads, so that the reference kernels run the same mix (a
+// draw of 24 log-uniform decay times moves the fraction of tiles ACP skips by several points).
 //
 // Decay mix: per head a decay time tau log-uniform in [1, 1e4] tokens; per token the gate logit
 // is bias(tau) + 0.5 N(0, 1) with bias(tau) = -log(expm1(1 / tau)); q and k rows have unit RMS
@@ -15,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -61,6 +65,7 @@ double Elapsed(cudaEvent_t a, cudaEvent_t b) {
 int Run(int argc, char** argv) {
   std::vector<Shape> shapes = {{16, 4096}, {4, 16384}, {2, 32768}};
   int heads = 24, repeats = 5, decode_chunk = 16;
+  std::string taus_out;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--shapes") {
@@ -75,6 +80,8 @@ int Run(int argc, char** argv) {
       repeats = std::stoi(value);
     } else if (flag == "--decode-chunk") {
       decode_chunk = std::stoi(value);  // key blocks per split-K decode task
+    } else if (flag == "--taus-out") {
+      taus_out = value;
     }
   }
   cudaEvent_t e0, e1;
@@ -107,6 +114,16 @@ int Run(int argc, char** argv) {
     std::uniform_real_distribution<double> uni(0, 4);
     std::normal_distribution<double> normal;
     for (double& t : tau) t = std::pow(10.0, uni(rng));
+    if (!taus_out.empty()) {
+      std::ofstream out(taus_out, std::ios::app);
+      out << B << "x" << T;
+      for (double t : tau) {
+        char text[32];
+        std::snprintf(text, sizeof(text), " %.17g", t);
+        out << text;
+      }
+      out << "\n";
+    }
     std::vector<std::vector<double>> c(B * H), first(B * H), last(B * H);
     std::vector<int32_t> pages(num_pages);
     for (int64_t p = 0; p < num_pages; ++p) pages[p] = static_cast<int32_t>(p);
