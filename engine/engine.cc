@@ -456,6 +456,7 @@ std::unique_ptr<Engine::StepBatch> Engine::LaunchContinuation(const StepBatch& c
   next->stats.num_heads = H;
   next->stats.num_batched_tokens = static_cast<int64_t>(n);
   next->stats.num_decode_tokens = static_cast<int64_t>(n);
+  next->stats.launched_ahead = true;
   next->counters.resize(n);
   next->greedy_tokens.assign(n, -1);
   next->logits_row.assign(n, -1);

@@ -24,6 +24,8 @@ struct StepStats {
   int64_t kv_pages_total = 0;
   int64_t num_evicted = 0;  // pages ACP eviction freed in this step
   double seconds = 0;  // wall time of the step
+  // Launched behind a step in flight, from its device-side tokens (overlapped decode).
+  bool launched_ahead = false;
   // ACP blocks of this step: [phase][layer][head], phase as AcpPhase.
   int64_t num_layers = 0;
   int64_t num_heads = 0;

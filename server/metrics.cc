@@ -119,6 +119,12 @@ ServerMetrics::ServerMetrics(int64_t num_layers, int64_t num_heads, bool per_hea
                 .Help("Engine iterations that ran a batch.")
                 .Register(*registry_)
                 .Add({});
+  steps_overlapped_ = &BuildCounter()
+                           .Name("foxserve_engine_steps_overlapped_total")
+                           .Help("Engine iterations launched before the previous step's tokens "
+                                 "reached the host (overlapped greedy decode).")
+                           .Register(*registry_)
+                           .Add({});
   evicted_ = &BuildCounter()
                   .Name("foxserve_acp_evicted_blocks_total")
                   .Help("KV pages freed by ACP eviction: blocks dead for every future query.")
@@ -225,6 +231,7 @@ void ServerMetrics::CountRequest(const std::string& reason, const std::string& c
 void ServerMetrics::OnStep(const engine::StepStats& stats) {
   if (stats.num_batched_tokens > 0) {
     steps_->Increment();
+    if (stats.launched_ahead) steps_overlapped_->Increment();
     step_duration_->Observe(stats.seconds);
   }
   preemptions_->Increment(static_cast<double>(stats.num_preempted));

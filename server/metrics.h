@@ -65,6 +65,7 @@ class ServerMetrics : public engine::EngineObserver {
   prometheus::Counter* generated_tokens_;
   prometheus::Counter* preemptions_;
   prometheus::Counter* steps_;
+  prometheus::Counter* steps_overlapped_;
   prometheus::Counter* evicted_;
   prometheus::Counter* candidates_served_;
   prometheus::Counter* candidates_missed_;

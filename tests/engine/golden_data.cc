@@ -238,6 +238,13 @@ class TokenSink : public engine::RequestSink {
   engine::FinishReason reason = engine::FinishReason::kNone;
 };
 
+// Counts the steps reported as launched ahead (StepStats::launched_ahead).
+class AheadCounter : public engine::EngineObserver {
+ public:
+  void OnStep(const engine::StepStats& s) override { steps += s.launched_ahead; }
+  int64_t steps = 0;
+};
+
 struct TimedRequest {
   engine::GenerationRequest request;
   int add_at_step = 0;
@@ -254,7 +261,8 @@ std::vector<TokenSink> RunTimed(engine::ModelBackend* backend, const std::vector
   o.max_model_len = 512;
   o.poison_freed_pages = true;  // a read of a page freed under a step in flight shows as NaN
   o.overlap_decode = overlap;
-  engine::Engine e(backend, nullptr, o, nullptr);
+  AheadCounter observer;
+  engine::Engine e(backend, nullptr, o, &observer);
   std::vector<std::shared_ptr<TokenSink>> sinks;
   for (size_t i = 0; i < rs.size(); ++i) sinks.push_back(std::make_shared<TokenSink>());
   for (int step = 0; step < 10000; ++step) {
@@ -274,6 +282,7 @@ std::vector<TokenSink> RunTimed(engine::ModelBackend* backend, const std::vector
   EXPECT_FALSE(e.has_work());
   EXPECT_EQ(e.blocks().num_pages_free(), e.blocks().num_pages_total());
   *ahead = e.num_overlapped_steps();
+  EXPECT_EQ(observer.steps, *ahead) << "steps launched ahead, as the observer saw them";
   std::vector<TokenSink> out;
   for (const auto& s : sinks) out.push_back(*s);
   return out;
