@@ -341,7 +341,8 @@ void Engine::Advance(Sequence* seq, TokenChoice choice) {
 }
 
 std::unique_ptr<Engine::StepBatch> Engine::TakeBatch() {
-  std::unique_ptr<StepBatch> batch = spare_ != nullptr ? std::move(spare_) : std::make_unique<StepBatch>();
+  std::unique_ptr<StepBatch> batch =
+      spare_ != nullptr ? std::move(spare_) : std::make_unique<StepBatch>();
   batch->plan = ScheduleResult();
   batch->items.clear();
   batch->phases.clear();

@@ -90,10 +90,11 @@ class Engine {
   int64_t num_overlapped_steps() const { return overlapped_steps_; }
 
   // One iteration: schedule, forward, sample, stream. With overlapped decode an iteration may
-  // launch the next decode step before it finishes the one in flight. Returns the backend's error, if any, after
-  // failing every request with UNAVAILABLE. `before_outputs`, when set, runs once the batch has
-  // been scheduled and computed and before any output reaches a sink (ThreadedEngine refreshes
-  // its snapshots there, so a client that sees a token also sees the queue that produced it).
+  // launch the next decode step before it finishes the one in flight. Returns the backend's
+  // error, if any, after failing every request with UNAVAILABLE. `before_outputs`, when set,
+  // runs once the batch has been scheduled and computed and before any output reaches a sink
+  // (ThreadedEngine refreshes its snapshots there, so a client that sees a token also sees the
+  // queue that produced it).
   absl::Status Step(const std::function<void()>& before_outputs = nullptr);
 
  private:

@@ -29,7 +29,8 @@ struct RequestKvReport {
   std::string request_id;
   bool running = false;        // false: waiting for admission (or preempted)
   int64_t num_tokens = 0;      // prompt + generated so far
-  int64_t num_cached = 0;      // tokens whose K/V are in the cache
+  // Tokens whose K/V are in the cache, or being written by a step in flight (overlapped decode).
+  int64_t num_cached = 0;
   int64_t max_total_tokens = 0;  // L of the per-request eviction bound
   int64_t pages_held = 0;      // pages this request holds in the pool now
   std::vector<StreamKvReport> streams;  // [layer][head]

@@ -45,7 +45,8 @@ absl::StatusOr<ServerOptions> ParseServerFlags(const std::vector<std::string>& a
       CommandLine::Parse(args, {"model", "host", "port", "metrics-port", "device", "threads",
                                 "max-num-seqs", "max-batch-tokens", "max-queued", "kv-cache-bytes",
                                 "max-model-len", "acp-log-eps", "drain-timeout", "reflection",
-                                "max-receive-bytes", "metrics-per-head", "kv-eviction", "sample-from-candidates", "overlap-decode", "tls-cert", "tls-key",
+                                "max-receive-bytes", "metrics-per-head", "kv-eviction",
+                                "sample-from-candidates", "overlap-decode", "tls-cert", "tls-key",
                                 "tls-client-ca", "auth-token-file"}));
   ServerOptions o;
   o.model_dir = cl.GetOr("model", DefaultModelDir());

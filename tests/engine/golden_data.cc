@@ -294,7 +294,9 @@ void ExpectOverlappedDecodeMatchesStepByStep(engine::ModelBackend* backend, int6
   std::mt19937 rng(23);
   auto request = [&](int64_t prompt, int64_t max_new) {
     engine::GenerationRequest r;
-    for (int64_t i = 0; i < prompt; ++i) r.prompt.push_back(static_cast<int32_t>(2 + rng() % (vocab - 2)));
+    for (int64_t i = 0; i < prompt; ++i) {
+      r.prompt.push_back(static_cast<int32_t>(2 + rng() % (vocab - 2)));
+    }
     r.max_new_tokens = max_new;
     r.ignore_eos = true;
     return r;
