@@ -431,11 +431,13 @@ std::unique_ptr<Engine::StepBatch> Engine::LaunchContinuation(const StepBatch& c
                                                              absl::Status* status) {
   if (!options_.overlap_decode || !backend_->overlaps_steps() || !current.launched) return nullptr;
   // Certain only when the next step would be exactly these sequences, one greedy token more:
-  // no request waits for admission, every running sequence is in this step, each is a plain
-  // greedy decode held by this step alone that stays short of max_new_tokens, and the pool has
-  // the pages.
+  // every running sequence is in this step, each is a plain greedy decode held by this step
+  // alone that stays short of max_new_tokens, the pool has the pages, and no waiting request
+  // could be admitted now (the running set is full, or the head of the queue does not fit in
+  // what the pool keeps free). A request that becomes admissible when this step's outputs
+  // finish a sequence waits one step longer.
   const std::vector<ScheduledChunk>& chunks = current.plan.chunks;
-  if (!scheduler_.waiting().empty() || scheduler_.running().size() != chunks.size()) return nullptr;
+  if (scheduler_.running().size() != chunks.size()) return nullptr;
   const int32_t page_size = backend_->page_size();
   int64_t pages = 0;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -448,6 +450,14 @@ std::unique_ptr<Engine::StepBatch> Engine::LaunchContinuation(const StepBatch& c
     pages += PagesNeeded(*seq->kv, seq->kv->num_tokens + 1, page_size);
   }
   if (pages > blocks_.num_pages_free()) return nullptr;
+  if (!scheduler_.waiting().empty() &&
+      static_cast<int64_t>(chunks.size()) < scheduler_.config().max_num_seqs) {
+    const Sequence* head = scheduler_.waiting().front();
+    if (PagesNeeded(*head->kv, head->num_tokens() + 1, page_size) <=
+        blocks_.num_pages_free() - pages) {
+      return nullptr;  // Schedule would admit it
+    }
+  }
 
   std::unique_ptr<StepBatch> next = TakeBatch();
   const models::FoxConfig& config = backend_->config();

@@ -241,8 +241,11 @@ class TokenSink : public engine::RequestSink {
 // Counts the steps reported as launched ahead (StepStats::launched_ahead).
 class AheadCounter : public engine::EngineObserver {
  public:
-  void OnStep(const engine::StepStats& s) override { steps += s.launched_ahead; }
-  int64_t steps = 0;
+  void OnStep(const engine::StepStats& s) override {
+    steps += s.launched_ahead;
+    steps_while_waiting += s.launched_ahead && s.num_waiting > 0;
+  }
+  int64_t steps = 0, steps_while_waiting = 0;
 };
 
 struct TimedRequest {
@@ -252,12 +255,13 @@ struct TimedRequest {
 };
 
 // Runs the requests to completion; returns what each streamed and, in *ahead, how many steps
-// the engine launched behind one in flight.
+// the engine launched behind one in flight (*ahead_waiting: of them, while requests waited).
 std::vector<TokenSink> RunTimed(engine::ModelBackend* backend, const std::vector<TimedRequest>& rs,
-                                bool overlap, int64_t* ahead) {
+                                bool overlap, int64_t* ahead, int64_t max_num_seqs = 8,
+                                int64_t* ahead_waiting = nullptr) {
   engine::EngineOptions o;
   o.scheduler.max_batch_tokens = 96;
-  o.scheduler.max_num_seqs = 8;
+  o.scheduler.max_num_seqs = max_num_seqs;
   o.max_model_len = 512;
   o.poison_freed_pages = true;  // a read of a page freed under a step in flight shows as NaN
   o.overlap_decode = overlap;
@@ -283,6 +287,7 @@ std::vector<TokenSink> RunTimed(engine::ModelBackend* backend, const std::vector
   EXPECT_EQ(e.blocks().num_pages_free(), e.blocks().num_pages_total());
   *ahead = e.num_overlapped_steps();
   EXPECT_EQ(observer.steps, *ahead) << "steps launched ahead, as the observer saw them";
+  if (ahead_waiting != nullptr) *ahead_waiting = observer.steps_while_waiting;
   std::vector<TokenSink> out;
   for (const auto& s : sinks) out.push_back(*s);
   return out;
@@ -343,6 +348,23 @@ void ExpectOverlappedDecodeMatchesStepByStep(engine::ModelBackend* backend, int6
     ASSERT_LT(aborted.tokens.size(), free_running[6].tokens.size());
     EXPECT_TRUE(std::equal(aborted.tokens.begin(), aborted.tokens.end(),
                            free_running[6].tokens.begin()));
+  }
+
+  // Five greedy requests for two seats: three wait most of the run, and overlap goes on while
+  // none of them could be admitted (the running set is full).
+  std::vector<TimedRequest> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back({request(10 + 13 * i, 20 + 7 * i), 0});
+  int64_t waiting_ahead = 0;
+  const std::vector<TokenSink> off2 = RunTimed(backend, queued, false, &ahead_off, 2);
+  const std::vector<TokenSink> on2 = RunTimed(backend, queued, true, &ahead_on, 2, &waiting_ahead);
+  EXPECT_EQ(ahead_off, 0);
+  EXPECT_GT(waiting_ahead, 20) << "no step launched ahead while requests waited";
+  std::printf("[ measured ] 2 seats: %lld steps launched ahead, %lld of them while requests "
+              "waited\n",
+              static_cast<long long>(ahead_on), static_cast<long long>(waiting_ahead));
+  for (size_t i = 0; i < queued.size(); ++i) {
+    EXPECT_EQ(on2[i].tokens, off2[i].tokens) << "2 seats, request " << i;
+    EXPECT_EQ(on2[i].reason, engine::FinishReason::kLength) << "2 seats, request " << i;
   }
 }
 

@@ -50,7 +50,8 @@ void ExpectCandidatesMatchTheRows(engine::ModelBackend* backend,
 // its own output, a sampled one, one with logprobs, arrivals mid-run and an abort) runs through
 // an Engine on `backend` with overlap on and with it off. Every request streams the same tokens
 // and finishes the same way either way (the aborted one: what it got is a prefix of its tokens
-// when not aborted), overlap did launch steps ahead, and every page comes back.
+// when not aborted), overlap did launch steps ahead, and every page comes back. Then five greedy
+// requests for two seats: overlap runs while requests wait, with the same outputs.
 void ExpectOverlappedDecodeMatchesStepByStep(engine::ModelBackend* backend, int64_t vocab);
 
 // ||a - b|| / ||b|| over n values.
