@@ -44,8 +44,8 @@ struct EngineOptions {
   bool sample_from_candidates = true;
   // Overlapped decode: when a decode step is certain to be followed by the same sequences' next
   // greedy tokens (every sequence plain greedy and short of max_new_tokens, no waiting request
-  // admissible now, pages free), launch that next step before this one's tokens reach the host, so that the
-  // device does not idle while the host turns a step around. Takes effect on backends whose
+  // admissible now, pages free), launch that next step before this one's tokens reach the host,
+  // so that the device does not idle while the host turns a step around. Takes effect on backends whose
   // Launch returns before the step has run (ModelBackend::overlaps_steps). A sequence that stops
   // at a step has its speculative next token dropped.
   bool overlap_decode = true;

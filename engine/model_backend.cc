@@ -2,48 +2,35 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
+#include "models/status_macros.h"
 
 namespace foxserve {
 namespace engine {
 
 absl::Status ModelBackend::Launch(absl::Span<const models::ForwardItem> items,
                                   std::vector<float>* logits) {
-  // Runs the step now. A continued step reads the tokens the previous step chose (a row that was
-  // not finite, -1, reads as token 0: its request fails when that step is finished).
+  // Runs the step now. A continued step reads the tokens the previous step chose, which its
+  // items' outputs hold by now (a row that was not finite, -1, reads as token 0: its request
+  // fails when that step is finished).
   std::vector<models::ForwardItem> resolved(items.begin(), items.end());
   std::vector<int32_t> tokens(items.size());
   const bool continued = std::any_of(items.begin(), items.end(), [](const models::ForwardItem& i) {
     return i.token_from_step_in_flight;
   });
-  if (continued) {
-    if (run_ahead_.size() != 1 || last_greedy_.size() != items.size()) {
+  if (continued || !run_ahead_.empty()) {
+    if (run_ahead_.size() != 1 || !run_ahead_.front().ok()) {
       return absl::FailedPreconditionError(
           "only a decode step continuing the one in flight may be launched behind it");
     }
+    FOXSERVE_RETURN_IF_ERROR(models::CheckContinuesStep(last_items_, items));
     for (size_t i = 0; i < items.size(); ++i) {
-      if (!items[i].token_from_step_in_flight || items[i].tokens.size() != 1 ||
-          items[i].state != last_states_[i] || last_greedy_[i] == kNoGreedyToken ||
-          items[i].greedy_token == nullptr) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "continued item ", i, ": not the in-flight step's greedy item of the same sequence"));
-      }
-      tokens[i] = std::max(last_greedy_[i], 0);
+      tokens[i] = std::max(*last_items_[i].greedy_token, 0);
       resolved[i].tokens = absl::MakeConstSpan(&tokens[i], 1);
       resolved[i].token_from_step_in_flight = false;
     }
-  } else if (!run_ahead_.empty()) {
-    return absl::FailedPreconditionError(
-        "only a decode step continuing the one in flight may be launched behind it");
   }
-  absl::Status status = Forward(resolved, logits);
-  last_greedy_.assign(items.size(), kNoGreedyToken);
-  last_states_.assign(items.size(), nullptr);
-  for (size_t i = 0; i < items.size(); ++i) {
-    last_states_[i] = items[i].state;
-    if (status.ok() && items[i].greedy_token != nullptr) last_greedy_[i] = *items[i].greedy_token;
-  }
-  run_ahead_.push_back(std::move(status));
+  run_ahead_.push_back(Forward(resolved, logits));
+  last_items_.assign(items.begin(), items.end());
   return absl::OkStatus();
 }
 

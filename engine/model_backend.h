@@ -72,11 +72,9 @@ class ModelBackend {
 
  private:
   // The default Launch and Finish: statuses of the steps run and not yet finished, and the last
-  // step's greedy tokens by item.
-  static constexpr int32_t kNoGreedyToken = INT32_MIN;  // the item was not greedy
+  // step's items (whose outputs hold its greedy tokens until it is finished).
   std::deque<absl::Status> run_ahead_;
-  std::vector<int32_t> last_greedy_;
-  std::vector<const models::SequenceKvState*> last_states_;
+  std::vector<models::ForwardItem> last_items_;
 };
 
 }  // namespace engine

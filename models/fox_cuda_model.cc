@@ -212,17 +212,7 @@ absl::Status FoxCudaModel::Launch(absl::Span<const ForwardItem> items, const Acp
       return absl::FailedPreconditionError(
           "only a decode step continuing the one in flight may be launched behind it");
     }
-    const Impl::PendingStep& prev = m.pending.front();
-    if (prev.items.size() != items.size()) {
-      return absl::FailedPreconditionError("a continued step must have the in-flight step's items");
-    }
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (prev.items[i].state != items[i].state || prev.items[i].greedy_token == nullptr ||
-          items[i].greedy_token == nullptr) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "continued item ", i, ": not the in-flight step's greedy item of the same sequence"));
-      }
-    }
+    FOXSERVE_RETURN_IF_ERROR(CheckContinuesStep(m.pending.front().items, items));
   }
   using HostClock = std::chrono::steady_clock;
   const bool timed = m.stages.enabled();
@@ -362,7 +352,6 @@ absl::Status FoxCudaModel::Launch(absl::Span<const ForwardItem> items, const Acp
   FOXSERVE_RETURN_IF_ERROR(Check(cudaEventRecord(back.done, m.stream), "step event"));
   host_part("launches");
   pending.items.assign(items.begin(), items.end());
-  pending.decode = N == static_cast<int64_t>(items.size());
   for (const ForwardItem& item : items) {
     pending.first_position.push_back(item.state->num_tokens);
     item.state->num_tokens += item.tokens.size();
@@ -398,7 +387,9 @@ absl::Status FoxCudaModel::Finish() {
   if (p.out.candidates > 0) m.UnpackCandidates(p.items);
   if (m.device_planner) m.ApplyDeviceStep(p.items, p.first_position, p.step, back.step.data());
   if (timed) m.stages.AddHost("state back", part_start);
-  m.stages.Collect(p.decode ? "decode" : "prefill");
+  const bool decode = std::all_of(p.items.begin(), p.items.end(),
+                                  [](const ForwardItem& item) { return item.tokens.size() == 1; });
+  m.stages.Collect(decode ? "decode" : "prefill");
   m.pending.pop_front();
   return absl::OkStatus();
 }

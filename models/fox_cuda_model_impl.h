@@ -207,7 +207,6 @@ struct FoxCudaModel::Impl {
     DeviceStep step;
     OutputRows out;
     int readback = 0;  // which of `readbacks`
-    bool decode = false;
   };
   std::deque<PendingStep> pending;
 

@@ -87,6 +87,24 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
   return absl::OkStatus();
 }
 
+absl::Status CheckContinuesStep(absl::Span<const ForwardItem> in_flight,
+                                absl::Span<const ForwardItem> next) {
+  if (in_flight.size() != next.size()) {
+    return absl::FailedPreconditionError(absl::StrCat("a continued step has ", next.size(),
+                                                      " items, the step in flight ",
+                                                      in_flight.size()));
+  }
+  for (size_t i = 0; i < next.size(); ++i) {
+    if (!next[i].token_from_step_in_flight || next[i].tokens.size() != 1 ||
+        next[i].state != in_flight[i].state || in_flight[i].greedy_token == nullptr ||
+        next[i].greedy_token == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "continued item ", i, ": not the in-flight step's greedy item of the same sequence"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::vector<int64_t> LogitRows(absl::Span<const ForwardItem> items,
                                const std::vector<int64_t>& row_offsets, int64_t* returned_rows,
                                int64_t* candidate_rows) {

@@ -63,6 +63,13 @@ absl::Status ValidateForwardItems(absl::Span<const ForwardItem> items, const Fox
                                   int32_t page_size, int64_t num_pages,
                                   std::vector<int64_t>* row_offsets, int64_t* logit_rows);
 
+// Whether `next` may be queued behind the step in flight whose items are `in_flight`
+// (overlapped decode, engine/model_backend.h): every item of `next` takes its one token from
+// that step (token_from_step_in_flight), the items are the same states in the same order, and
+// every item of both steps is greedy. FailedPrecondition naming the first item that is not.
+absl::Status CheckContinuesStep(absl::Span<const ForwardItem> in_flight,
+                                absl::Span<const ForwardItem> next);
+
 // The rows whose logits a forward pass computes, in output order: first the rows returned (all
 // rows of all_logits items, else each item's last), item by item, then the last row of each
 // candidates item, then of each greedy_token item (computed, reduced, not returned).

@@ -458,6 +458,61 @@ TEST_F(EngineTest, OverlappedDecodeMatchesStepByStep) {
   ExpectOverlappedDecodeMatchesStepByStep(backend->get(), golden_.vocab);
 }
 
+// The backend refuses a step queued behind another unless it continues it, before any state
+// changes; a continuation computes what a plain step on the chosen token computes.
+TEST_F(EngineTest, LaunchRefusesAStepThatDoesNotContinueTheOneInFlight) {
+  engine::KvBlockManager blocks(backend_->num_pages());
+  auto a = backend_->NewSequenceState(64), b = backend_->NewSequenceState(64);
+  const std::vector<int32_t> prompt = {5, 17, 3, 99, 42};
+  for (auto* s : {a.get(), b.get()}) {
+    ASSERT_TRUE(engine::ReservePages(blocks, *s, 8, backend_->page_size()).ok());
+  }
+  std::vector<float> logits;
+  int32_t first = -1, second = -1, placeholder = 0;
+  models::ForwardItem continued;
+  continued.state = a.get();
+  continued.tokens = absl::MakeConstSpan(&placeholder, 1);
+  continued.greedy_token = &second;
+  continued.token_from_step_in_flight = true;
+  // Nothing in flight to continue.
+  EXPECT_EQ(backend_->Launch({continued}, &logits).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(a->num_tokens, 0);
+
+  models::ForwardItem prefill;
+  prefill.state = a.get();
+  prefill.tokens = prompt;
+  prefill.greedy_token = &first;
+  ASSERT_TRUE(backend_->Launch({prefill}, &logits).ok());
+  // Another sequence's state, and a plain step, are not continuations of it.
+  models::ForwardItem other = continued;
+  other.state = b.get();
+  EXPECT_EQ(backend_->Launch({other}, &logits).code(), absl::StatusCode::kFailedPrecondition);
+  models::ForwardItem plain = prefill;
+  plain.state = b.get();
+  EXPECT_EQ(backend_->Launch({plain}, &logits).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(b->num_tokens, 0);
+  ASSERT_TRUE(backend_->Launch({continued}, &logits).ok());
+  EXPECT_TRUE(backend_->Finish().ok());
+  EXPECT_TRUE(backend_->Finish().ok());
+  EXPECT_EQ(backend_->Finish().code(), absl::StatusCode::kFailedPrecondition) << "none left";
+  EXPECT_EQ(a->num_tokens, 6);
+
+  // The same two steps on b, one at a time with the token on the host.
+  int32_t first_b = -1, second_b = -1;
+  prefill.state = b.get();
+  prefill.greedy_token = &first_b;
+  ASSERT_TRUE(backend_->Forward({prefill}, &logits).ok());
+  models::ForwardItem next;
+  next.state = b.get();
+  next.tokens = absl::MakeConstSpan(&first_b, 1);
+  next.greedy_token = &second_b;
+  ASSERT_TRUE(backend_->Forward({next}, &logits).ok());
+  EXPECT_EQ(first, first_b);
+  EXPECT_EQ(second, second_b);
+  engine::ReleasePages(blocks, *a);
+  engine::ReleasePages(blocks, *b);
+}
+
 // Hundreds of random requests with random aborts: every page comes back.
 TEST_F(EngineTest, RandomRequestsWithAbortsLeakNothing) {
   backend_ = LoadBackend(golden_.model_dir, true, /*num_pages=*/4 * 6);  // 384 tokens
