@@ -102,6 +102,8 @@ int Run(int argc, char** argv) {
               "B x T", "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
               "wgmma err", "skipped",
               "decode us", "GB/s live", "warp dec us", "GB/s live", "skipped");
+  std::ofstream taus_file;
+  if (!taus_out.empty()) taus_file.open(taus_out);
   std::mt19937 rng(1);
   for (const Shape& shape : shapes) {
     const int64_t B = shape.batch, T = shape.tokens, H = heads;
@@ -114,15 +116,14 @@ int Run(int argc, char** argv) {
     std::uniform_real_distribution<double> uni(0, 4);
     std::normal_distribution<double> normal;
     for (double& t : tau) t = std::pow(10.0, uni(rng));
-    if (!taus_out.empty()) {
-      std::ofstream out(taus_out, std::ios::app);
-      out << B << "x" << T;
+    if (taus_file.is_open()) {
+      taus_file << B << "x" << T;
       for (double t : tau) {
         char text[32];
         std::snprintf(text, sizeof(text), " %.17g", t);
-        out << text;
+        taus_file << text;
       }
-      out << "\n";
+      taus_file << std::endl;
     }
     std::vector<std::vector<double>> c(B * H), first(B * H), last(B * H);
     std::vector<int32_t> pages(num_pages);

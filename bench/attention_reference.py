@@ -75,7 +75,8 @@ def main():
         delta = -(2 * 8.0 + math.log(T)) - 10.0
         c = torch.cumsum(log_f.double(), dim=-1)  # [B, H, T]
         nb = T // 64
-        gap = c[..., ::64][..., :, None] - c[..., 63::64][..., None, :]  # [B, H, query blk, key blk]
+        # [B, H, query block, key block]
+        gap = c[..., ::64][..., :, None] - c[..., 63::64][..., None, :]
         causal = torch.ones(nb, nb, device="cuda", dtype=torch.bool).tril()
         skipped = ((gap < delta) & causal).sum().item() / (causal.sum().item() * B * H)
         print(f"{B:3d}x{T:<5d} decay mix: {'given' if shape in taus else 'drawn'}, "
