@@ -95,6 +95,11 @@ cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRow
 // default of the CUDA model. Same bf16 rounding as the mma kernel.
 cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                     const CudaPrefillTasks& tasks, cudaStream_t stream);
+// The same prefill with a producer warp copying whole pages by TMA into a ring of stages and
+// consumer warpgroups that take 128 keys an iteration, running the softmax while the previous
+// iteration's P V is on the tensor cores (FlashAttention-3's structure). Same bf16 rounding.
+cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                                  const CudaPrefillTasks& tasks, cudaStream_t stream);
 // Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and
 // weigh nothing. The simple kernel: one key per thread, a shared-memory reduction of 64-wide
 // states per task.

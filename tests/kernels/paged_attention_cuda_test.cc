@@ -115,7 +115,7 @@ Batch MakeBatch(const std::vector<Sequence>& seqs, std::mt19937& rng) {
   return b;
 }
 
-enum class PrefillKernel { kSimple, kMma, kWgmma };
+enum class PrefillKernel { kSimple, kMma, kWgmma, kTma };
 
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
@@ -253,6 +253,9 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
     case PrefillKernel::kWgmma:
       FOXSERVE_CUDA_CHECK(LaunchPagedPrefillWgmma(pool, rows, prefill, nullptr));
       break;
+    case PrefillKernel::kTma:
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTma(pool, rows, prefill, nullptr));
+      break;
   }
   if (decode_kernel == DecodeKernel::kWarpSplit) {
     FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, rows, decode, nullptr));
@@ -301,7 +304,7 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
       {3000, 2999, -1}};
   const Batch b = MakeBatch(decodes, rng);
   for (DecodeKernel kernel : {DecodeKernel::kSimple, DecodeKernel::kWarpSplit}) {
-    for (int chunk : {1, 2, 8, 16}) {
+    for (int chunk : {1, 2, 8, 16, 32}) {
       for (double log_eps : {0.0, -10.0, -2.0}) {
         for (bool empty : {false, true}) {
           const double e =
@@ -353,6 +356,14 @@ TEST(WgmmaPrefillTest, MatchesTheCpuTwin) {
   const char* why = nullptr;
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
   ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kWgmma, "wgmma");
+}
+
+// Walks that join two tasks, walks of one task (a head or a sequence changes between the CTA's
+// tasks), partly written last pages holding NaN, missing second pages of a pair.
+TEST(TmaPrefillTest, MatchesTheCpuTwin) {
+  const char* why = nullptr;
+  if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
+  ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma, "tma");
 }
 
 }  // namespace

@@ -1,0 +1,613 @@
+// Hopper prefill with a producer warp and pipelined consumers (LaunchPagedPrefillTma).
+//
+// Why: the wgmma kernel (paged_prefill_wgmma.cu) runs S = Q K^T, the softmax and O += P V of a
+// block one after another in each warpgroup and couples its two warpgroups with two CTA barriers
+// a block; Nsight showed it latency-bound (58% of issue slots busy) with tensor cores, exp2 and
+// the other softmax instructions taking about the sum of their times. Here, as in
+// FlashAttention-3:
+//   - one producer warp (one thread) copies whole KV pages with the tensor memory accelerator
+//     (TMA: one bulk copy of a page's 130 rows of 128 bytes, K | V | C, landing in the 128-byte
+//     swizzle that wgmma reads) into a ring of stages guarded by mbarriers; consumers never
+//     compute an address or wait on a CTA barrier;
+//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) per iteration,
+//     issuing this iteration's S = Q K^T and the previous one's O += P V together and running
+//     the softmax while the P V product is on the tensor cores;
+//   - per score one FFMA (scale and the key's decay, folded), one max, one subtraction, one ex2
+//     and one add: the query row's decay is constant over a page and enters per row.
+// A CTA runs kConsumers consecutive tasks; tasks of the same (sequence, head) whose key ranges
+// join form one walk over the union of their ranges, sharing every page copied; the producer
+// arrives on a stage's "empty" barrier for the consumers of the walk that do not need it.
+//
+// The last page of a walk may have unwritten slots (NaN poison or stale data). Their scores are
+// masked by selection, and the producer zeroes those V rows in shared memory before it releases
+// the stage: every consumer multiplies every V row of a stage (0 * NaN would poison O).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/prefill_common.cuh"
+
+namespace foxserve {
+namespace kernels {
+namespace prefill {
+namespace tma {
+namespace {
+
+constexpr int kConsumers = 2;                 // consumer warpgroups, one task each
+constexpr int kStages = 4;                    // ring of 128-key stages
+// + the producer warpgroup. Registers are split per SM sub-partition (16 K each, warps dealt
+// round-robin): 3 warps a sub-partition allow 168 each at launch; the producer gives most of
+// its share to the consumers with setmaxnreg (as FlashAttention-3 does).
+constexpr int kThreads = 128 * (kConsumers + 1);
+// 40 spills the producer; three consumer warpgroups (160 registers) spill 240 bytes.
+constexpr int kProducerRegisters = 56, kConsumerRegisters = 224;  // 40 spills the producer
+constexpr int kPageRows = static_cast<int>(kPageBytes / 128);  // 130: K 64 | V 64 | C 2
+constexpr int kSlotBytes = 17 * 1024;  // a page, rounded up to the 1 KB swizzle period
+constexpr int kTileBytes = PS * D * 2;
+
+static_assert(kPageBytes == kPageRows * 128, "a page is a whole number of 128-byte rows");
+static_assert(D * 2 == 128, "one tile row must be one 128-byte swizzle row");
+
+struct SharedState {  // placed at a 1024-byte boundary
+  uint8_t slot[kStages][2][kSlotBytes];
+  uint8_t q[kConsumers][kTileBytes];
+  double base[kStages][2];  // block_base of the stage's two pages
+  uint64_t full[kStages], empty[kStages];
+  uint64_t landed;  // a partly written page's copy, before the producer zeroes its tail
+  // The iteration whose copy into the stage was issued last. A consumer that skipped other
+  // walks' iterations (or the start of its own) can be phases ahead of a stage's barrier, and
+  // a parity wait cannot tell phase p from p - 2: it first waits until its iteration is issued.
+  int issued[kStages];
+};
+constexpr int kSharedBytes = static_cast<int>(sizeof(SharedState)) + 1024;
+
+__device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
+  return row * 128 + ((chunk ^ (row & 7)) << 4);
+}
+
+__device__ __forceinline__ void FenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// - mbarriers.
+__device__ __forceinline__ void BarrierInit(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(SharedAddress(bar)), "r"(count));
+}
+__device__ __forceinline__ void BarrierWait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nWAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT;\n}\n" ::"r"(SharedAddress(bar)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void BarrierArrive(uint64_t* bar, int count) {
+  asm volatile("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                   SharedAddress(bar)),
+               "r"(count)
+               : "memory");
+}
+__device__ __forceinline__ void BarrierExpectBytes(uint64_t* bar, int bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+                   SharedAddress(bar)),
+               "r"(bytes)
+               : "memory");
+}
+// One page (kPageRows rows of the pool viewed as [pages * kPageRows][128 bytes]) into `dst`.
+__device__ __forceinline__ void CopyPage(void* dst, const CUtensorMap* map, int32_t page,
+                                         uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(SharedAddress(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(page * kPageRows),
+      "r"(SharedAddress(bar))
+      : "memory");
+}
+// Named barrier of one consumer warpgroup (ids 1.., 0 is __syncthreads).
+__device__ __forceinline__ void GroupSync(int group) {
+  asm volatile("bar.sync %0, 128;\n" ::"r"(group + 1) : "memory");
+}
+
+// - wgmma (as paged_prefill_wgmma.cu).
+__device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
+  const uint32_t address = SharedAddress(tile);
+  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (uint64_t{1024 >> 4} << 16) |
+         (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Keeps the compiler from moving accesses of registers that an in-flight wgmma reads or writes
+// across its issue and wait.
+template <int N>
+__device__ __forceinline__ void PinRegisters(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void PinRegisters(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+#define FOXSERVE_WGMMA_D32                                                                       \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define FOXSERVE_WGMMA_D32_OPERANDS(d)                                                           \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),          \
+      "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
+      "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
+      "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
+      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+
+__device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, uint64_t b,
+                                                  int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
+      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : FOXSERVE_WGMMA_D32_OPERANDS(d)
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+__device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], uint32_t a0, uint32_t a1,
+                                                    uint32_t a2, uint32_t a3, uint64_t b) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
+      ", {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+      : FOXSERVE_WGMMA_D32_OPERANDS(d)
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b));
+}
+#undef FOXSERVE_WGMMA_D32
+#undef FOXSERVE_WGMMA_D32_OPERANDS
+
+__device__ __forceinline__ float FastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+struct TaskSpan {
+  bool valid = false;
+  int t0 = 0, num_rows = 0, head = 0, start = 0;
+  int last_block = 0, last_written = 0;
+  int64_t table = 0;
+};
+
+__device__ __forceinline__ TaskSpan ReadTask(const CudaAttentionRows& rows,
+                                             const CudaPrefillTasks& tasks, int i) {
+  TaskSpan s;
+  if (i >= tasks.count) return s;
+  s.valid = true;
+  s.t0 = tasks.first_token[i];
+  s.num_rows = tasks.num_rows[i];
+  s.head = tasks.head[i];
+  s.start = tasks.start_block[i];
+  s.table = rows.row_table[static_cast<int64_t>(s.t0) * rows.num_heads + s.head];
+  const int last_pos = rows.token_position[s.t0 + s.num_rows - 1];
+  s.last_block = last_pos / PS;
+  s.last_written = last_pos % PS + 1;
+  return s;
+}
+
+// The CTA's walks: consecutive tasks of one (sequence, head) whose key ranges join share one.
+struct Walks {
+  int count = 0;
+  int first[kConsumers + 1];  // walk w covers tasks first[w] .. first[w + 1] - 1
+  int lo[kConsumers], hi[kConsumers], hi_written[kConsumers];
+};
+
+// Valid tasks are a prefix of the CTA's (only the last CTA runs fewer than kConsumers).
+__device__ __forceinline__ Walks PlanWalks(const TaskSpan (&t)[kConsumers]) {
+  Walks w;
+  int valid = 0;
+  for (; valid < kConsumers && t[valid].valid; ++valid) {
+    const int i = valid, k = w.count - 1;
+    const bool joins = i > 0 && t[i].head == t[i - 1].head && t[i].table == t[i - 1].table &&
+                       t[i].start <= w.hi[k] + 1 && w.lo[k] <= t[i].last_block + 1;
+    if (!joins) {
+      w.first[w.count] = i;
+      w.lo[w.count] = t[i].start;
+      w.hi[w.count] = t[i].last_block;
+      w.hi_written[w.count] = t[i].last_written;
+      ++w.count;
+    } else {
+      w.lo[k] = min(w.lo[k], t[i].start);
+      if (t[i].last_block > w.hi[k]) {
+        w.hi[k] = t[i].last_block;
+        w.hi_written[k] = t[i].last_written;
+      } else if (t[i].last_block == w.hi[k]) {
+        w.hi_written[k] = max(w.hi_written[k], t[i].last_written);
+      }
+    }
+  }
+  w.first[w.count] = valid;
+  return w;
+}
+
+__device__ __forceinline__ bool Overlaps(const TaskSpan& t, int b0, int b1) {
+  return t.start <= b1 && b0 <= t.last_block;
+}
+
+__global__ void __launch_bounds__(kThreads, 1)
+    PagedPrefillTmaKernel(const __grid_constant__ CUtensorMap pool_map, int32_t oob_page,
+                          CudaAttentionRows rows, CudaPrefillTasks tasks) {
+  extern __shared__ uint8_t raw[];
+  SharedState& sm =
+      *reinterpret_cast<SharedState*>(raw + ((1024 - SharedAddress(raw) % 1024) % 1024));
+  const int tid = threadIdx.x, warp_all = tid / 32, lane = tid % 32;
+  const int H = rows.num_heads;
+  const int cta_task = (gridDim.x - 1 - blockIdx.x) * kConsumers;
+  TaskSpan task[kConsumers];
+#pragma unroll
+  for (int i = 0; i < kConsumers; ++i) task[i] = ReadTask(rows, tasks, cta_task + i);
+  const Walks walks = PlanWalks(task);
+
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      BarrierInit(&sm.full[s], 1);
+      BarrierInit(&sm.empty[s], 4 * kConsumers);  // one arrival per consumer warp
+    }
+    BarrierInit(&sm.landed, 1);
+    for (int s = 0; s < kStages; ++s) sm.issued[s] = -1;
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp_all >= 4 * kConsumers) {
+    // - Producer: its first warp walks the stages; lane 0 issues the TMA copies.
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kProducerRegisters));
+    if (warp_all != 4 * kConsumers) return;
+    int g = 0, landed_uses = 0;
+    for (int w = 0; w < walks.count; ++w) {
+      const TaskSpan& lead = task[walks.first[w]];
+      const int32_t* pages = rows.pages + lead.table;
+      const double* base = rows.block_base + lead.table;
+      const int hi = walks.hi[w], hi_written = walks.hi_written[w];
+      for (int b0 = walks.lo[w]; b0 <= hi; b0 += 2, ++g) {
+        const int stage = g % kStages;
+        if (g >= kStages) BarrierWait(&sm.empty[stage], ((g / kStages) + 1) & 1);
+        const bool second = b0 + 1 <= hi;
+        int users = 0;
+        for (int i = walks.first[w]; i < walks.first[w + 1]; ++i) {
+          users += Overlaps(task[i], b0, second ? b0 + 1 : b0) ? 1 : 0;
+        }
+        const int32_t id0 = pages[b0], id1 = second ? pages[b0 + 1] : 0;
+        if (id0 < 0 || id1 < 0) __trap();  // an evicted block was planned as live
+        // The walk's last page, when partly written, lands on the `landed` barrier first: the
+        // warp zeroes its unwritten V rows (NaN poison or stale data; the consumers' P V
+        // multiplies every V row, and 0 * NaN is NaN), then releases the stage.
+        const int partial = hi_written < PS && b0 + 1 >= hi ? hi - b0 : -1;
+        uint64_t* copied = partial >= 0 ? &sm.landed : &sm.full[stage];
+        if (lane == 0) {
+          *static_cast<volatile int*>(&sm.issued[stage]) = g;
+          if (users < kConsumers) BarrierArrive(&sm.empty[stage], 4 * (kConsumers - users));
+          sm.base[stage][0] = base[b0];
+          sm.base[stage][1] = second ? base[b0 + 1] : base[b0];
+          // A missing second page is copied from past the end of the pool: TMA fills zeros.
+          BarrierExpectBytes(copied, static_cast<int>(2 * kPageBytes));
+          CopyPage(sm.slot[stage][0], &pool_map, id0, copied);
+          CopyPage(sm.slot[stage][1], &pool_map, second ? id1 : oob_page, copied);
+        }
+        if (partial >= 0) {
+          BarrierWait(&sm.landed, landed_uses++ & 1);
+          uint8_t* v = sm.slot[stage][partial] + kTileBytes + hi_written * 128;
+          for (int i = lane; i < (PS - hi_written) * 8; i += 32) {
+            reinterpret_cast<uint4*>(v)[i] = make_uint4(0, 0, 0, 0);
+          }
+          FenceProxyAsync();  // the zeros, before the consumers' wgmma reads them
+          __syncwarp();
+          if (lane == 0) BarrierArrive(&sm.full[stage], 1);
+        }
+        __syncwarp();
+      }
+    }
+    return;
+  }
+
+  // - Consumers.
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kConsumerRegisters));
+  const int group = warp_all / 4, warp = warp_all % 4;
+  const int ctid = tid % 128;
+  const int g8 = lane / 4, t4 = lane % 4;  // accumulator fragment coordinates
+  const TaskSpan mine = task[group];
+  if (!mine.valid) return;  // the producer accounts for this consumer's stages
+
+  int row_t[2], row_pos[2];
+  double row_c[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = warp * 16 + g8 + 8 * i;
+    row_t[i] = mine.t0 + (r < mine.num_rows ? r : 0);
+    row_pos[i] = rows.token_position[row_t[i]];
+    row_c[i] = rows.row_c[static_cast<int64_t>(row_t[i]) * H + mine.head];
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
+    const int token = mine.t0 + (r < mine.num_rows ? r : 0);
+    const float* src = rows.q + static_cast<int64_t>(token) * H * D + mine.head * D + col * 8;
+    const float4 x = *reinterpret_cast<const float4*>(src);
+    const float4 y = *reinterpret_cast<const float4*>(src + 4);
+    *reinterpret_cast<uint4*>(sm.q[group] + SwizzledOffset(r, col)) =
+        make_uint4(PackBf16(x.x, x.y), PackBf16(x.z, x.w), PackBf16(y.x, y.y), PackBf16(y.z, y.w));
+  }
+  FenceProxyAsync();
+  GroupSync(group);
+
+  // The global iteration index of this consumer's first stage: skip the earlier walks.
+  int walk = 0, g = 0;
+  while (walks.first[walk + 1] <= group) {
+    g += (walks.hi[walk] - walks.lo[walk] + 2) / 2;
+    ++walk;
+  }
+  const int lo = walks.lo[walk];
+
+  const float scale = rows.scale;
+  const uint64_t q_desc = TileDescriptor(sm.q[group]);
+  float o[32], s[2][32];
+  uint32_t p[2][16];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) o[i] = s[0][i] = s[1][i] = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 16; ++i) p[0][i] = p[1][i] = 0;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // m: natural-log units
+  // Every wgmma is issued unconditionally (ptxas serializes wgmma on divergent paths): a half
+  // the task does not see has P = 0 against finite V (live pages, zero-filled tails and zero
+  // pages), and the first iteration's "previous" P V is P = 0 against its own stage.
+  const int first_pair = lo + ((max(mine.start, lo) - lo) & ~1);
+  g += (first_pair - lo) / 2;
+  int prev_stage = g % kStages;
+
+  // O += P V of the previous iteration's stage.
+  auto issue_pv = [&]() {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint64_t v_desc = TileDescriptor(sm.slot[prev_stage][h] + kTileBytes);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        WgmmaRegisterShared(o, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2], p[h][4 * kk + 3],
+                            v_desc + kk * (16 * 128 >> 4));
+      }
+    }
+  };
+
+  for (int b0 = first_pair; b0 <= mine.last_block; b0 += 2, ++g) {
+    const int stage = g % kStages;
+    bool half[2];
+    int limit[2][2];  // [half][row]: keys of the half this row may see
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int blk = b0 + h;
+      half[h] = blk >= mine.start && blk <= mine.last_block;
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        limit[h][i] = !half[h] ? 0 : (blk == mine.last_block ? row_pos[i] % PS + 1 : PS);
+      }
+    }
+    const bool masked = !half[0] || !half[1] || b0 + 1 >= mine.last_block;
+    while (*static_cast<volatile int*>(&sm.issued[stage]) != g) __nanosleep(64);
+    BarrierWait(&sm.full[stage], (g / kStages) & 1);
+
+    // - S = Q K^T for both pages, then P V of the previous iteration behind it.
+    PinRegisters(s[0]);
+    PinRegisters(s[1]);
+    WgmmaFence();
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint64_t k_desc = TileDescriptor(sm.slot[stage][h]);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        WgmmaSharedShared(s[h], q_desc + 2 * kk, k_desc + 2 * kk, kk);
+      }
+    }
+    WgmmaCommit();
+    issue_pv();
+    WgmmaCommit();
+    WgmmaWait<1>();
+    PinRegisters(s[0]);
+    PinRegisters(s[1]);
+
+    // - Decayed online softmax over the 128 keys, in natural-log units until the exponent: x =
+    // s * scale - c_key (one FFMA; the key's c relative to its page's base), the row's decay to
+    // that page enters per row as bias[h][i], and p = 2^(x log2(e) - shift) (one FFMA).
+    float bias[2][2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const double page_base = sm.base[stage][h];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(row_c[i] - page_base);
+    }
+    // Scores in place; the row maxima over four partial chains each (a chain of 32 dependent
+    // max operations would stall this warp, and few warps share a scheduler here).
+    float row_max[2] = {-INFINITY, -INFINITY};
+    auto score = [&](auto masked) {
+      float chain[2][4];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float* c = reinterpret_cast<const float*>(sm.slot[stage][h] + 2 * kTileBytes);
+#pragma unroll
+        for (int n = 0; n < PS / 8; ++n) {
+          // Keys 8n + 2t4 + {0, 1}: C row 128 + key / 32, its 16-byte chunk (key % 32) / 4
+          // swizzled.
+          const int key = 8 * n + 2 * t4, crow = key / 32;
+          const float2 cc = *reinterpret_cast<const float2*>(
+              c + crow * 32 + ((((key % 32) / 4) ^ crow) * 4) + key % 4);
+          const float c_key[2] = {cc.x, cc.y};
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float& x = s[h][4 * n + 2 * i + e];
+              x = fmaf(x, scale, -c_key[e]);
+              if (decltype(masked)::value && key + e >= limit[h][i]) x = -INFINITY;
+              // Per half: the half's bias is added to its maximum below.
+              float& y = chain[i][(n % 2) * 2 + e];
+              y = fmaxf(y, x);
+            }
+          }
+          if (n == PS / 8 - 1) {  // the half done: its maxima, with its bias
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+              const float half_max =
+                  fmaxf(fmaxf(chain[i][0], chain[i][1]), fmaxf(chain[i][2], chain[i][3]));
+              row_max[i] = fmaxf(row_max[i], half_max + bias[h][i]);
+#pragma unroll
+              for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
+            }
+          }
+        }
+      }
+    };
+    if (masked) {
+      score(std::true_type());
+    } else {
+      score(std::false_type());
+    }
+    float rescale[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
+      row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 2));
+      const float new_max = fmaxf(m[i], row_max[i]);  // finite: each row sees a key here
+      rescale[i] = FastExp2((m[i] - new_max) * kLog2e);
+      m[i] = new_max;
+    }
+    float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float shift[2] = {(m[0] - bias[h][0]) * kLog2e, (m[1] - bias[h][1]) * kLog2e};
+#pragma unroll
+      for (int n = 0; n < PS / 8; ++n) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float& x = s[h][4 * n + 2 * i + e];
+            x = FastExp2(fmaf(x, kLog2e, -shift[i]));
+            sum[i][(n % 2) * 2 + e] += x;
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      l[i] = l[i] * rescale[i] + ((sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]));
+    }
+
+    // - The previous P V is done: release its stage (none before the first), rescale O.
+    WgmmaWait<0>();
+    PinRegisters(o);
+    PinRegisters(p[0]);
+    PinRegisters(p[1]);
+    __syncwarp();
+    if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[4 * n] *= rescale[0];
+      o[4 * n + 1] *= rescale[0];
+      o[4 * n + 2] *= rescale[1];
+      o[4 * n + 3] *= rescale[1];
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        p[h][4 * kk] = PackBf16(s[h][8 * kk], s[h][8 * kk + 1]);
+        p[h][4 * kk + 1] = PackBf16(s[h][8 * kk + 2], s[h][8 * kk + 3]);
+        p[h][4 * kk + 2] = PackBf16(s[h][8 * kk + 4], s[h][8 * kk + 5]);
+        p[h][4 * kk + 3] = PackBf16(s[h][8 * kk + 6], s[h][8 * kk + 7]);
+      }
+    }
+    prev_stage = stage;
+  }
+  PinRegisters(o);
+  WgmmaFence();
+  issue_pv();
+  WgmmaCommit();
+  WgmmaWait<0>();
+  PinRegisters(o);
+  __syncwarp();
+  if (lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
+
+  // - Normalise and write this thread's two rows.
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    const int r = warp * 16 + g8 + 8 * i;
+    if (r >= mine.num_rows) continue;
+    const float inv = 1.0f / l[i];
+    float* out = rows.out + static_cast<int64_t>(row_t[i]) * H * D + mine.head * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<float2*>(out + n * 8 + 2 * t4) =
+          make_float2(o[4 * n + 2 * i] * inv, o[4 * n + 2 * i + 1] * inv);
+    }
+  }
+}
+
+// The pool as a 2-D tensor of 128-byte rows, read in boxes of one page (130 rows) in the
+// 128-byte swizzle.
+cudaError_t EncodePoolMap(const CudaKvPool& pool, CUtensorMap* map) {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      fn = nullptr;
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  if (encode == nullptr) return cudaErrorNotSupported;
+  const cuuint64_t dims[2] = {64, static_cast<cuuint64_t>(pool.num_pages) * kPageRows};
+  const cuuint64_t strides[1] = {128};
+  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(kPageRows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, pool.data, dims, strides, box,
+                            element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+}  // namespace
+}  // namespace tma
+}  // namespace prefill
+
+cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                                  const CudaPrefillTasks& tasks, cudaStream_t stream) {
+  using namespace prefill::tma;
+  if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
+  if (tasks.count == 0) return cudaSuccess;
+  CUtensorMap map;
+  if (cudaError_t e = EncodePoolMap(pool, &map); e != cudaSuccess) return e;
+  if (cudaError_t e = cudaFuncSetAttribute(PagedPrefillTmaKernel,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           kSharedBytes);
+      e != cudaSuccess) {
+    return e;
+  }
+  PagedPrefillTmaKernel<<<(tasks.count + kConsumers - 1) / kConsumers, kThreads, kSharedBytes,
+                          stream>>>(map, static_cast<int32_t>(pool.num_pages), rows, tasks);
+  return cudaGetLastError();
+}
+
+}  // namespace kernels
+}  // namespace foxserve
