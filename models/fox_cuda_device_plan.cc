@@ -140,8 +140,9 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   }
   kernels::HostAttentionTasks tasks;
   std::vector<int32_t> prefill_base, decode_base;
+  step->decode_chunk_blocks = DecodeChunkBlocks(att_items);
   kernels::BuildAttentionTaskShapes(att_items, static_cast<int32_t>(H), kPageSize,
-                                    decode_chunk_blocks, &tasks, &prefill_base, &decode_base);
+                                    step->decode_chunk_blocks, &tasks, &prefill_base, &decode_base);
   for (int64_t i = 0; i < num_items; ++i) {
     plan_items[i].prefill_task_base = prefill_base[i];
     plan_items[i].decode_row_base = decode_base[i];
@@ -253,7 +254,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
   p.decode_row_partials = up.At<int32_t>(step.at_rp);
   p.decode_begin = decode_begin.get();
   p.decode_end = decode_end.get();
-  p.decode_chunk_blocks = decode_chunk_blocks;
+  p.decode_chunk_blocks = step.decode_chunk_blocks;
   p.streams = stream_back.get();
   p.touched_blocks = block_back.get();
   FOXSERVE_RETURN_IF_ERROR(Check(kernels::LaunchAcpPlan(p, stream), "ACP plan"));

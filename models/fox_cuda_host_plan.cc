@@ -108,8 +108,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
               s.v_shift_prev.begin() + l * D);
   }
   kernels::HostAttentionTasks tasks;
-  kernels::BuildAttentionTasks(att_items, static_cast<int32_t>(H), kPageSize, decode_chunk_blocks,
-                               &tasks);
+  kernels::BuildAttentionTasks(att_items, static_cast<int32_t>(H), kPageSize,
+                               DecodeChunkBlocks(att_items), &tasks);
 
   // - The plan, in one copy.
   kernels::UploadArena& up = plan_upload;

@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/fox_layer_kernels.h"
 #include "models/acp_bounds.h"
@@ -52,6 +54,20 @@ absl::Status ReadSwitch(const char* name, const char* on, const char* off, bool*
   }
   *value = std::strcmp(set, on) == 0;
   return absl::OkStatus();
+}
+
+// The index in `choices` of the environment variable's value; unset leaves *index alone.
+absl::Status ReadChoice(const char* name, const std::vector<const char*>& choices, int* index) {
+  const char* set = std::getenv(name);
+  if (set == nullptr) return absl::OkStatus();
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (std::strcmp(set, choices[i]) == 0) {
+      *index = static_cast<int>(i);
+      return absl::OkStatus();
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, " must be one of ", absl::StrJoin(choices, ", "), "; got \"", set, "\""));
 }
 
 }  // namespace
@@ -109,7 +125,7 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->logit_bounds = ComputeLogitBounds(*w);
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
   FOXSERVE_RETURN_IF_ERROR(
-      ReadSwitch("FOXSERVE_PREFILL_KERNEL", "wgmma", "mma", &impl->wgmma_prefill));
+      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"wgmma", "mma", "tma"}, &impl->prefill_kernel));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
   if (const char* chunk = std::getenv("FOXSERVE_DECODE_CHUNK_BLOCKS"); chunk != nullptr) {
     int32_t blocks = 0;
@@ -512,7 +528,7 @@ std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_item
       // Shape: what every launch's grid and every buffer's size follow from.
       static_cast<uintptr_t>(num_items), static_cast<uintptr_t>(out.all),
       static_cast<uintptr_t>(out.returned), static_cast<uintptr_t>(out.candidates),
-      static_cast<uintptr_t>(step.decode_tasks),
+      static_cast<uintptr_t>(step.decode_tasks), static_cast<uintptr_t>(step.decode_chunk_blocks),
       static_cast<uintptr_t>(step.decode_rows), static_cast<uintptr_t>(step.prefill_tasks),
       static_cast<uintptr_t>(step.touched_entries), acp.enabled ? 1u : 0u,
       static_cast<uintptr_t>(eps_bits),
@@ -686,8 +702,11 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
   FOXSERVE_RETURN_IF_ERROR(
-      Check(wgmma_prefill ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)
-                          : kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream),
+      Check(prefill_kernel == kPrefillWgmma
+                ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)
+            : prefill_kernel == kPrefillMma
+                ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
+                : kernels::LaunchPagedPrefillTma(kv, plan.rows, plan.prefill, stream),
             "prefill attention"));
   stages.Mark("decode attention", stream);
   if (plan.decode.count > 0) {

@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "kernels/cuda/acp_plan_cuda.h"
+#include "kernels/cuda/attention_tasks.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/device_kv_mirror.h"
 #include "kernels/cuda/gemm_cuda.h"
@@ -36,10 +37,6 @@ namespace models {
 namespace cuda_model {
 
 inline constexpr int32_t kPageSize = kernels::kCudaPageSize;
-// Key blocks per split-K decode task. 16 against 8 on one H200, same run: ACP decode at 2x32768
-// 60.2 vs 68.4 us, dense 3641 vs 3390 GB/s (fewer partials to write and merge); 4 was slower
-// still. A batch of 64 at 2k tokens keeps 3 tasks a row, enough to fill the card.
-inline constexpr int32_t kDecodeChunkBlocks = 16;
 // A decode step that runs as a CUDA graph has its split-K task count rounded up to a multiple of
 // this (the extra tasks are empty), so the graph survives sequences growing by a block.
 inline constexpr int32_t kGraphDecodeTaskBucket = 1024;
@@ -102,10 +99,18 @@ struct FoxCudaModel::Impl {
   bool device_planner = true;
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
-  // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=wgmma|mma, the A/B pair).
-  bool wgmma_prefill = true;
-  // Key blocks per split-K decode task (FOXSERVE_DECODE_CHUNK_BLOCKS, for benchmarks).
-  int32_t decode_chunk_blocks = cuda_model::kDecodeChunkBlocks;
+  // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=wgmma|mma|tma: the default,
+  // the mma.sync kernel it replaced, and the producer/consumer TMA kernel).
+  static constexpr int kPrefillWgmma = 0, kPrefillMma = 1, kPrefillTma = 2;
+  int prefill_kernel = kPrefillWgmma;
+  // Key blocks per split-K decode task: fixed by FOXSERVE_DECODE_CHUNK_BLOCKS (benchmarks), else
+  // 0: chosen per step by kernels::ChooseDecodeChunkBlocks (16 or 32).
+  int32_t decode_chunk_blocks = 0;
+  int32_t DecodeChunkBlocks(const std::vector<kernels::AttentionItem>& items) const {
+    if (decode_chunk_blocks > 0) return decode_chunk_blocks;
+    return kernels::ChooseDecodeChunkBlocks(items, static_cast<int32_t>(config.num_heads),
+                                            cuda_model::kPageSize);
+  }
   // Decode steps (one token per item, device planner) as one CUDA graph launch per step (on by
   // default; FOXSERVE_CUDA_GRAPHS=on|off, read once at load). A batch size's graph is captured
   // the second time in a row a step has the same signature (so every buffer has its size and
@@ -187,6 +192,7 @@ struct FoxCudaModel::Impl {
     size_t at_items = 0, at_slots = 0;
     size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_rt = 0, at_rh = 0, at_rp = 0;
     int32_t prefill_tasks = 0, decode_tasks = 0, decode_rows = 0;
+    int32_t decode_chunk_blocks = 0;  // key blocks per split-K decode task this step
     bool padded_decode = false;  // decode_tasks rounded up with empty tasks (graph steps)
     int64_t touched_entries = 0;  // blocks of the readback, over all items and streams
     std::vector<int64_t> readback_block_base;  // per item: where its touched blocks start

@@ -49,6 +49,20 @@ void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_he
   }
 }
 
+int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t num_heads,
+                                int32_t page_size) {
+  int64_t longest = 0;
+  for (const AttentionItem& item : items) {
+    if (item.num_tokens != 1) continue;
+    const int64_t last_block = item.first_position / page_size;
+    for (int32_t h = 0; h < num_heads; ++h) {
+      const int64_t start = h < static_cast<int32_t>(item.starts.size()) ? item.starts[h] : 0;
+      longest = std::max(longest, last_block + 1 - std::min(start, last_block));
+    }
+  }
+  return longest > 256 ? 32 : 16;
+}
+
 void BuildAttentionTaskShapes(const std::vector<AttentionItem>& items, int32_t num_heads,
                               int32_t page_size, int32_t decode_chunk_blocks,
                               HostAttentionTasks* out, std::vector<int32_t>* prefill_task_base,

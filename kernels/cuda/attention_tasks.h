@@ -31,6 +31,17 @@ struct HostAttentionTasks {
 void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_heads,
                          int32_t page_size, int32_t decode_chunk_blocks, HostAttentionTasks* out);
 
+// Key blocks per split-K decode task for a step's decode rows (items with one token): 32 when
+// some row has more than 256 live blocks (more than 16 partials to merge at 16), else 16 (and
+// with no decode row). Why: tasks must be short enough to spread the rows over the SMs and long
+// enough that a long row's partials stay few. One H200, same process (bench/RESULTS.md, seventh
+// stop), ACP decode with 16 / 32: 16x4096 77.2 / 84.0 us, 4x16384 72.4 / 80.3, 2x32768 57.1 /
+// 53.5 (its longest rows: 512 blocks); dense 4x16384 108.0 / 104.4 is the case this rule
+// leaves 3% behind. The rows' starts may be lower bounds (the shapes of a GPU-planned step):
+// the longest range is then an upper bound.
+int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t num_heads,
+                                int32_t page_size);
+
 // The same task lists for a step whose ACP starts are planned on the GPU (acp_plan_cuda.h): the
 // shapes only, in the same order, prefill_start and decode_begin/end left for the planner. Per
 // decode item, item.starts holds [head] a block that no start of this step can precede (the

@@ -108,6 +108,33 @@ TEST(AttentionTaskShapesTest, MatchTheHostTaskListsAndCoverEveryDeviceStart) {
   }
 }
 
+// The split-K chunk follows the decode rows' longest live range: 32 blocks a task once a row
+// has more than 256 live blocks, 16 up to that; prefill items do not count.
+TEST(ChooseDecodeChunkBlocksTest, FollowsTheLongestLiveRangeOfTheDecodeRows) {
+  auto decode = [](int64_t position, std::vector<int32_t> starts) {
+    AttentionItem item;
+    item.num_tokens = 1;
+    item.first_position = position;
+    item.starts = std::move(starts);
+    return item;
+  };
+  EXPECT_EQ(ChooseDecodeChunkBlocks({}, 2, kPage), 16) << "no decode rows";
+  // Position 64 * 256: blocks 0..256, 257 live blocks from start 0, 256 from start 1.
+  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 256, {1, 1})}, 2, kPage), 16);
+  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 256, {1, 0})}, 2, kPage), 32);
+  // One long row among short ones decides.
+  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(640, {0, 0}), decode(64 * 300, {200, 3})}, 2, kPage),
+            32);
+  // A start past the row's last block (a stale bound) counts as one live block.
+  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 300, {400, 400})}, 2, kPage), 16);
+  // A long prefill chunk next to a short decode row changes nothing.
+  AttentionItem prefill;
+  prefill.num_tokens = 32768;
+  prefill.first_position = 0;
+  prefill.starts.assign(2 * 512, 0);
+  EXPECT_EQ(ChooseDecodeChunkBlocks({prefill, decode(640, {0, 0})}, 2, kPage), 16);
+}
+
 }  // namespace
 }  // namespace kernels
 }  // namespace foxserve
