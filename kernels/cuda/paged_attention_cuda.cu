@@ -417,21 +417,45 @@ __global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
   }
 }
 
-// Combines a decode row's partial states; a partial with l == 0 (no key) weighs nothing.
-__global__ void MergePartialsKernel(CudaAttentionRows rows, CudaDecodeTasks tasks) {
+// Combines a decode row's partial states; a partial with l == 0 (no key) weighs nothing. Four
+// groups of 64 threads (one a dimension) take every fourth partial and meet in shared memory:
+// a long row's 16-32 partials are then read four at a time instead of one after another.
+constexpr int kMergeGroups = 4;
+
+__global__ void __launch_bounds__(kMergeGroups * D) MergePartialsKernel(CudaAttentionRows rows,
+                                                                       CudaDecodeTasks tasks) {
+  __shared__ float max_s[kMergeGroups * D / 32];
+  __shared__ float acc_s[kMergeGroups][D];
+  __shared__ float l_s[kMergeGroups];
   const int r = blockIdx.x;
-  const int i = threadIdx.x;  // head_dim lane
+  const int tid = threadIdx.x, i = tid % D, group = tid / D;
   const int p0 = tasks.row_partials[r], p1 = tasks.row_partials[r + 1];
   float m = -FLT_MAX;
-  for (int p = p0; p < p1; ++p) {
+  for (int p = p0 + tid; p < p1; p += kMergeGroups * D) {
     if (tasks.partial_l[p] > 0.0f) m = fmaxf(m, tasks.partial_m[p]);
   }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+  }
+  if (tid % 32 == 0) max_s[tid / 32] = m;
+  __syncthreads();
+  m = max_s[0];
+  for (int w = 1; w < kMergeGroups * D / 32; ++w) m = fmaxf(m, max_s[w]);
   float l = 0.0f, acc = 0.0f;
-  for (int p = p0; p < p1; ++p) {
-    if (tasks.partial_l[p] <= 0.0f) continue;
+  for (int p = p0 + group; p < p1; p += kMergeGroups) {
+    const float lp = tasks.partial_l[p];
+    if (lp <= 0.0f) continue;
     const float w = expf(tasks.partial_m[p] - m);
-    l += tasks.partial_l[p] * w;
+    l += lp * w;
     acc += tasks.partial_acc[static_cast<int64_t>(p) * D + i] * w;
+  }
+  acc_s[group][i] = acc;
+  if (i == 0) l_s[group] = l;
+  __syncthreads();
+  if (group != 0) return;
+  for (int g = 1; g < kMergeGroups; ++g) {
+    acc += acc_s[g][i];
+    l += l_s[g];
   }
   const int t = tasks.row_token[r], h = tasks.row_head[r];
   rows.out[static_cast<int64_t>(t) * rows.num_heads * D + h * D + i] = acc / l;
@@ -477,7 +501,7 @@ cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttenti
   if (tasks.count == 0) return cudaSuccess;
   PagedDecodeWarpSplitKernel<<<tasks.count, 32 * kSplitWarps, 0, stream>>>(pool, rows, tasks);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  MergePartialsKernel<<<tasks.num_rows, D, 0, stream>>>(rows, tasks);
+  MergePartialsKernel<<<tasks.num_rows, kMergeGroups * D, 0, stream>>>(rows, tasks);
   return cudaGetLastError();
 }
 
@@ -487,7 +511,7 @@ cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& r
   if (tasks.count == 0) return cudaSuccess;
   PagedDecodeKernel<<<tasks.count, kDecodeThreads, 0, stream>>>(pool, rows, tasks);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  MergePartialsKernel<<<tasks.num_rows, D, 0, stream>>>(rows, tasks);
+  MergePartialsKernel<<<tasks.num_rows, kMergeGroups * D, 0, stream>>>(rows, tasks);
   return cudaGetLastError();
 }
 
