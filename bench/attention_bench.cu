@@ -2,7 +2,9 @@
 // the synthetic decay mix of issue 5, with the card's copy bandwidth measured in the same run.
 //
 //   attention_bench [--shapes 16x4096,4x16384,2x32768] [--heads 24] [--repeats 5]
-//                   [--decode-chunk 16] [--taus-out FILE]
+//                   [--decode-chunks auto,16,32] [--taus-out FILE] [--skip-simple 1]
+// --decode-chunks: key blocks per split-K decode task, one decode line each; "auto" is the
+// CUDA model's per-step choice (kernels::ChooseDecodeChunkBlocks).
 // --taus-out writes each shape's per-head decay times ("BxT tau_0 ... tau_H-1" a line), which
 // bench/attention_reference.py --taus reads, so that the reference kernels run the same mix (a
 // draw of 24 log-uniform decay times moves the fraction of tiles ACP skips by several points).
@@ -19,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -64,7 +67,9 @@ double Elapsed(cudaEvent_t a, cudaEvent_t b) {
 
 int Run(int argc, char** argv) {
   std::vector<Shape> shapes = {{16, 4096}, {4, 16384}, {2, 32768}};
-  int heads = 24, repeats = 5, decode_chunk = 16;
+  int heads = 24, repeats = 5;
+  std::vector<int> decode_chunks = {0};  // key blocks per split-K decode task; 0: auto
+  bool skip_simple = false;
   std::string taus_out;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
@@ -78,8 +83,13 @@ int Run(int argc, char** argv) {
       heads = std::stoi(value);
     } else if (flag == "--repeats") {
       repeats = std::stoi(value);
-    } else if (flag == "--decode-chunk") {
-      decode_chunk = std::stoi(value);  // key blocks per split-K decode task
+    } else if (flag == "--decode-chunk" || flag == "--decode-chunks") {
+      decode_chunks.clear();
+      for (absl::string_view c : absl::StrSplit(value, ',')) {
+        decode_chunks.push_back(c == "auto" ? 0 : std::stoi(std::string(c)));
+      }
+    } else if (flag == "--skip-simple") {
+      skip_simple = value == "1";
     } else if (flag == "--taus-out") {
       taus_out = value;
     }
@@ -88,6 +98,7 @@ int Run(int argc, char** argv) {
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   // Copy ceiling: 1 GiB device to device, bytes read + written.
+  double copy_gbs = 0;
   {
     DeviceBuffer<uint8_t> a(1 << 30), b(1 << 30);
     cudaMemcpy(b.get(), a.get(), 1 << 30, cudaMemcpyDeviceToDevice);
@@ -95,13 +106,14 @@ int Run(int argc, char** argv) {
     for (int r = 0; r < 5; ++r) cudaMemcpy(b.get(), a.get(), 1 << 30, cudaMemcpyDeviceToDevice);
     cudaEventRecord(e1);
     cudaEventSynchronize(e1);
-    std::printf("copy bandwidth: %.0f GB/s (read + write)\n",
-                5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9);
+    copy_gbs = 5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9;
+    std::printf("copy bandwidth: %.0f GB/s (read + write)\n", copy_gbs);
   }
-  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %9s %12s %10s %12s %10s %9s\n",
-              "B x T", "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
-              "wgmma err", "skipped",
-              "decode us", "GB/s live", "warp dec us", "GB/s live", "skipped");
+  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %9s\n", "B x T",
+              "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
+              "wgmma err", "tma ms", "TFLOP/s", "tma err", "skipped");
+  std::printf("  decode rows: %-9s %-5s %6s %12s %12s %10s %8s %9s\n", "B x T", "acp", "chunk",
+              "simple us", "warp us", "GB/s live", "of copy", "skipped");
   std::ofstream taus_file;
   if (!taus_out.empty()) taus_file.open(taus_out);
   std::mt19937 rng(1);
@@ -217,25 +229,32 @@ int Run(int argc, char** argv) {
         FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
         return Elapsed(e0, e1) / repeats;
       };
-      const double prefill_ms = time_prefill(LaunchPagedPrefill);
+      const double prefill_ms = skip_simple ? NAN : time_prefill(LaunchPagedPrefill);
       const double mma_ms = time_prefill(LaunchPagedPrefillMma);
       const std::vector<float> mma_out = out_d.Download();
-      const double wgmma_ms = time_prefill(LaunchPagedPrefillWgmma);
-      // The two tensor-core kernels round alike: their outputs must agree far inside 2e-2.
-      double wgmma_diff = 0;
-      {
-        const std::vector<float> wgmma_out = out_d.Download();
+      // The tensor-core kernels round alike: their outputs must agree far inside 2e-2.
+      auto diff_from_mma = [&]() {
+        const std::vector<float> out = out_d.Download();
+        double worst = 0;
         for (size_t r = 0; r < mma_out.size() / D; ++r) {
           double num = 0, den = 0;
           for (int i = 0; i < D; ++i) {
-            const double x = wgmma_out[r * D + i], y = mma_out[r * D + i];
+            const double x = out[r * D + i], y = mma_out[r * D + i];
             num += (x - y) * (x - y);
             den += y * y;
           }
           const double rel = std::sqrt(num / std::max(den, 1e-30));
-          wgmma_diff = std::isfinite(rel) ? std::max(wgmma_diff, rel) : INFINITY;
+          worst = std::isfinite(rel) ? std::max(worst, rel) : INFINITY;
         }
-      }
+        return worst;
+      };
+      // Outputs poisoned with NaN before each kernel: a row it does not write shows.
+      cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
+      const double wgmma_ms = time_prefill(LaunchPagedPrefillWgmma);
+      const double wgmma_diff = diff_from_mma();
+      cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
+      const double tma_ms = time_prefill(LaunchPagedPrefillTma);
+      const double tma_diff = diff_from_mma();
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
 
@@ -261,31 +280,60 @@ int Run(int argc, char** argv) {
         dec_pos.push_back(static_cast<int32_t>(T - 1));
         dec_items.push_back(item);
       }
-      HostAttentionTasks dtasks;
-      BuildAttentionTasks(dec_items, static_cast<int32_t>(H), PS, decode_chunk, &dtasks);
-      DeviceBuffer<int32_t> dpos, dt, dh, db, de, rt, rh, rp;
+      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %10.1e %10.2f "
+                  "%10.1f %10.1e %8.1f%%\n",
+                  static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
+                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, mma_ms,
+                  flops / (mma_ms * 1e-3) / 1e12, wgmma_ms, flops / (wgmma_ms * 1e-3) / 1e12,
+                  wgmma_diff, tma_ms, flops / (tma_ms * 1e-3) / 1e12, tma_diff,
+                  100 * prefill_skipped);
+      // One case per chunk size; the cases are timed in turn over several rounds and each
+      // reports its median, since a decode call's time moves by several percent between calls.
+      struct DecodeCase {
+        int chunk = 0;
+        bool automatic = false;
+        HostAttentionTasks tasks;
+        DeviceBuffer<int32_t> dt, dh, db, de, rt, rh, rp;
+        DeviceBuffer<float> pm, pl, pacc;
+        CudaDecodeTasks decode;
+        double simple_us = 0;
+        std::vector<double> warp_us;
+      };
+      DeviceBuffer<int32_t> dpos;
       DeviceBuffer<int64_t> dtable;
       DeviceBuffer<double> dc;
-      DeviceBuffer<float> pm(dtasks.decode_token.size()), pl(dtasks.decode_token.size()),
-          pacc(dtasks.decode_token.size() * D), dout(B * H * D);
+      DeviceBuffer<float> dout(B * H * D);
       dpos.Upload(dec_pos);
       dtable.Upload(dec_table);
       dc.Upload(dec_c);
-      dt.Upload(dtasks.decode_token);
-      dh.Upload(dtasks.decode_head);
-      db.Upload(dtasks.decode_begin);
-      de.Upload(dtasks.decode_end);
-      rt.Upload(dtasks.row_token);
-      rh.Upload(dtasks.row_head);
-      rp.Upload(dtasks.row_partials);
       CudaAttentionRows drows{dpos.get(), dtable.get(), pages_d.get(), base_d.get(), dc.get(),
                               q_d.get(), dout.get(), static_cast<int32_t>(H), 0.125f};
-      CudaDecodeTasks decode{dt.get(), dh.get(), db.get(), de.get(),
-                             static_cast<int32_t>(dtasks.decode_token.size()), rt.get(), rh.get(),
-                             rp.get(), static_cast<int32_t>(dtasks.row_token.size()), pm.get(),
-                             pl.get(), pacc.get()};
-      // Microseconds per call of a decode launcher on the same tasks (one warm-up call).
-      auto time_decode = [&](auto launch) {
+      std::vector<std::unique_ptr<DecodeCase>> cases;
+      for (const int chunk_flag : decode_chunks) {
+        auto dcase = std::make_unique<DecodeCase>();
+        DecodeCase& k = *dcase;
+        k.automatic = chunk_flag <= 0;
+        k.chunk = k.automatic ? ChooseDecodeChunkBlocks(dec_items, H, PS) : chunk_flag;
+        BuildAttentionTasks(dec_items, static_cast<int32_t>(H), PS, k.chunk, &k.tasks);
+        const size_t n = k.tasks.decode_token.size();
+        k.pm.Resize(n);
+        k.pl.Resize(n);
+        k.pacc.Resize(n * D);
+        k.dt.Upload(k.tasks.decode_token);
+        k.dh.Upload(k.tasks.decode_head);
+        k.db.Upload(k.tasks.decode_begin);
+        k.de.Upload(k.tasks.decode_end);
+        k.rt.Upload(k.tasks.row_token);
+        k.rh.Upload(k.tasks.row_head);
+        k.rp.Upload(k.tasks.row_partials);
+        k.decode = CudaDecodeTasks{k.dt.get(), k.dh.get(), k.db.get(), k.de.get(),
+                                   static_cast<int32_t>(n), k.rt.get(), k.rh.get(), k.rp.get(),
+                                   static_cast<int32_t>(k.tasks.row_token.size()), k.pm.get(),
+                                   k.pl.get(), k.pacc.get()};
+        cases.push_back(std::move(dcase));
+      }
+      // Microseconds per call of a decode launcher on a case's tasks (one warm-up call).
+      auto time_decode = [&](auto launch, const CudaDecodeTasks& decode) {
         constexpr int kRepeats = 50;
         FOXSERVE_CUDA_CHECK(launch(pool, drows, decode, nullptr));
         cudaEventRecord(e0);
@@ -294,17 +342,39 @@ int Run(int argc, char** argv) {
         FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
         return Elapsed(e0, e1) * 1000 / kRepeats;
       };
-      const double decode_us = time_decode(LaunchPagedDecode);
-      const double warp_us = time_decode(LaunchPagedDecodeWarpSplit);
-      const double live_bytes = static_cast<double>(dtasks.live_key_blocks) * CudaPageBytes(PS, D);
-      const double decode_skipped = 1.0 - static_cast<double>(dtasks.live_key_blocks) / (B * H * blocks);
-      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %10.1e %8.1f%% "
-                  "%12.1f %10.0f %12.1f %10.0f %8.1f%%\n",
-                  static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
-                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, mma_ms, flops / (mma_ms * 1e-3) / 1e12,
-                  wgmma_ms, flops / (wgmma_ms * 1e-3) / 1e12, wgmma_diff, 100 * prefill_skipped, decode_us,
-                  live_bytes / (decode_us * 1e-6) / 1e9, warp_us,
-                  live_bytes / (warp_us * 1e-6) / 1e9, 100 * decode_skipped);
+      for (auto& k : cases) {
+        k->simple_us = time_decode(LaunchPagedDecode, k->decode);
+        const std::vector<float> simple_out = dout.Download();
+        cudaMemset(dout.get(), 0xFF, dout.size() * 4);
+        FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, drows, k->decode, nullptr));
+        const std::vector<float> warp_out = dout.Download();
+        for (size_t i = 0; i < warp_out.size(); ++i) {
+          if (!(std::fabs(warp_out[i] - simple_out[i]) <= 1e-3 * (1 + std::fabs(simple_out[i])))) {
+            std::printf("decode mismatch at %zu: %g vs %g\n", i, warp_out[i], simple_out[i]);
+            return 1;
+          }
+        }
+      }
+      for (int round = 0; round < 5; ++round) {
+        for (auto& k : cases) {
+          k->warp_us.push_back(time_decode(LaunchPagedDecodeWarpSplit, k->decode));
+        }
+      }
+      for (auto& k : cases) {
+        std::sort(k->warp_us.begin(), k->warp_us.end());
+        const double warp_us = k->warp_us[k->warp_us.size() / 2];
+        const double live_bytes =
+            static_cast<double>(k->tasks.live_key_blocks) * CudaPageBytes(PS, D);
+        const double decode_skipped =
+            1.0 - static_cast<double>(k->tasks.live_key_blocks) / (B * H * blocks);
+        const double warp_gbs = live_bytes / (warp_us * 1e-6) / 1e9;
+        std::printf("  decode rows: %3lldx%-5lld %-5s %3d%-3s %12.1f %12.1f %10.0f %7.1f%% %8.1f%%"
+                    "  (rounds %.1f-%.1f)\n",
+                    static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
+                    k->chunk, k->automatic ? "a" : "", k->simple_us, warp_us, warp_gbs,
+                    100 * warp_gbs / copy_gbs, 100 * decode_skipped, k->warp_us.front(),
+                    k->warp_us.back());
+      }
       std::fflush(stdout);
     }
   }

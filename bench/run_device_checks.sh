@@ -15,7 +15,8 @@ step gpu_tests 300 bash -c 'for t in rms_norm_cuda_test gemm_cuda_test top_candi
   paged_attention_cuda_test cuda_backend_test; do .device/bin/$t || echo "FAILED: $t"; done'
 # The reference runs on attention_bench's per-head decay times (the share of skippable tiles
 # depends on the draw).
-TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunk 16 --taus-out "$out/taus.txt"
+TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunks auto,16,32 \
+  --taus-out "$out/taus.txt"
 [ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref --taus "$out/taus.txt"
 step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
   .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*:*Wgmma*'
