@@ -109,9 +109,10 @@ int Run(int argc, char** argv) {
     copy_gbs = 5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9;
     std::printf("copy bandwidth: %.0f GB/s (read + write)\n", copy_gbs);
   }
-  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %9s\n", "B x T",
-              "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
-              "wgmma err", "tma ms", "TFLOP/s", "tma err", "skipped");
+  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %9s\n",
+              "B x T", "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
+              "wgmma err", "tma ms", "TFLOP/s", "tma err", "tma3 ms", "TFLOP/s", "tma3 err",
+              "skipped");
   std::printf("  decode rows: %-9s %-5s %6s %12s %12s %10s %8s %9s\n", "B x T", "acp", "chunk",
               "simple us", "warp us", "GB/s live", "of copy", "skipped");
   std::ofstream taus_file;
@@ -253,8 +254,15 @@ int Run(int argc, char** argv) {
       const double wgmma_ms = time_prefill(LaunchPagedPrefillWgmma);
       const double wgmma_diff = diff_from_mma();
       cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
-      const double tma_ms = time_prefill(LaunchPagedPrefillTma);
+      const double tma_ms = time_prefill([](auto&&... a) {
+        return LaunchPagedPrefillTma(a..., TmaPrefillShape::kTwoGroups128Keys);
+      });
       const double tma_diff = diff_from_mma();
+      cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
+      const double tma3_ms = time_prefill([](auto&&... a) {
+        return LaunchPagedPrefillTma(a..., TmaPrefillShape::kThreeGroups64Keys);
+      });
+      const double tma3_diff = diff_from_mma();
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
 
@@ -281,12 +289,12 @@ int Run(int argc, char** argv) {
         dec_items.push_back(item);
       }
       std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %10.1e %10.2f "
-                  "%10.1f %10.1e %8.1f%%\n",
+                  "%10.1f %10.1e %10.2f %10.1f %10.1e %8.1f%%\n",
                   static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
                   prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, mma_ms,
                   flops / (mma_ms * 1e-3) / 1e12, wgmma_ms, flops / (wgmma_ms * 1e-3) / 1e12,
-                  wgmma_diff, tma_ms, flops / (tma_ms * 1e-3) / 1e12, tma_diff,
-                  100 * prefill_skipped);
+                  wgmma_diff, tma_ms, flops / (tma_ms * 1e-3) / 1e12, tma_diff, tma3_ms,
+                  flops / (tma3_ms * 1e-3) / 1e12, tma3_diff, 100 * prefill_skipped);
       // One case per chunk size; the cases are timed in turn over several rounds and each
       // reports its median, since a decode call's time moves by several percent between calls.
       struct DecodeCase {

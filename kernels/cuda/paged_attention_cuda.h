@@ -98,8 +98,11 @@ cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionR
 // The same prefill with a producer warp copying whole pages by TMA into a ring of stages and
 // consumer warpgroups that take 128 keys an iteration, running the softmax while the previous
 // iteration's P V is on the tensor cores (FlashAttention-3's structure). Same bf16 rounding.
+// shape: two consumer warpgroups taking 128 keys an iteration, or three taking 64.
+enum class TmaPrefillShape { kTwoGroups128Keys, kThreeGroups64Keys };
 cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                                  const CudaPrefillTasks& tasks, cudaStream_t stream);
+                                  const CudaPrefillTasks& tasks, cudaStream_t stream,
+                                  TmaPrefillShape shape = TmaPrefillShape::kTwoGroups128Keys);
 // Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and
 // weigh nothing. The simple kernel: one key per thread, a shared-memory reduction of 64-wide
 // states per task.

@@ -115,7 +115,7 @@ Batch MakeBatch(const std::vector<Sequence>& seqs, std::mt19937& rng) {
   return b;
 }
 
-enum class PrefillKernel { kSimple, kMma, kWgmma, kTma };
+enum class PrefillKernel { kSimple, kMma, kWgmma, kTma, kTma3 };
 
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
@@ -256,6 +256,10 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
     case PrefillKernel::kTma:
       FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTma(pool, rows, prefill, nullptr));
       break;
+    case PrefillKernel::kTma3:
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTma(pool, rows, prefill, nullptr,
+                                                TmaPrefillShape::kThreeGroups64Keys));
+      break;
   }
   if (decode_kernel == DecodeKernel::kWarpSplit) {
     FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, rows, decode, nullptr));
@@ -364,6 +368,7 @@ TEST(TmaPrefillTest, MatchesTheCpuTwin) {
   const char* why = nullptr;
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
   ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma, "tma");
+  ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma3, "tma, 3 groups of 64 keys");
 }
 
 }  // namespace
