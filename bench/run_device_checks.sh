@@ -19,7 +19,7 @@ TAIL=40 step attention_bench 200 .device/bin/attention_bench --decode-chunks aut
   --taus-out "$out/taus.txt"
 [ -n "${SKIP_REFERENCE:-}" ] || TAIL=20 step attention_reference 150 python3 bench/attention_reference.py --ref-dir .device/ref --taus "$out/taus.txt"
 step sanitizer 150 compute-sanitizer --tool memcheck --error-exitcode 1 \
-  .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*:*Wgmma*'
+  .device/bin/paged_attention_cuda_test --gtest_filter='*Mma*:*Wgmma*:*Tma*'
 step sanitizer_backend 240 compute-sanitizer --tool memcheck --error-exitcode 1 \
   .device/bin/cuda_backend_test
 step checkpoint 120 python3 bench/make_fox_checkpoint.py --out /tmp/fox760m

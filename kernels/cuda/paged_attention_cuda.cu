@@ -417,11 +417,11 @@ __global__ void __launch_bounds__(32 * kSplitWarps) PagedDecodeWarpSplitKernel(
   }
 }
 
-// Combines a decode row's partial states; a partial with l == 0 (no key) weighs nothing. Four
-// groups of 64 threads (one a dimension) take every fourth partial and meet in shared memory:
-// a long row's 16-32 partials are then read four at a time instead of one after another.
-constexpr int kMergeGroups = 4;
-
+// Combines a decode row's partial states; a partial with l == 0 (no key) weighs nothing.
+// kMergeGroups groups of 64 threads (one a dimension) take every kMergeGroups-th partial and
+// meet in shared memory: with 4, a long row's 16-32 partials are read four at a time instead of
+// one after another (LaunchMerge picks 4 when rows average at least 8 partials).
+template <int kMergeGroups>
 __global__ void __launch_bounds__(kMergeGroups * D) MergePartialsKernel(CudaAttentionRows rows,
                                                                        CudaDecodeTasks tasks) {
   __shared__ float max_s[kMergeGroups * D / 32];
@@ -440,6 +440,7 @@ __global__ void __launch_bounds__(kMergeGroups * D) MergePartialsKernel(CudaAtte
   if (tid % 32 == 0) max_s[tid / 32] = m;
   __syncthreads();
   m = max_s[0];
+#pragma unroll
   for (int w = 1; w < kMergeGroups * D / 32; ++w) m = fmaxf(m, max_s[w]);
   float l = 0.0f, acc = 0.0f;
   for (int p = p0 + group; p < p1; p += kMergeGroups) {
@@ -449,9 +450,11 @@ __global__ void __launch_bounds__(kMergeGroups * D) MergePartialsKernel(CudaAtte
     l += lp * w;
     acc += tasks.partial_acc[static_cast<int64_t>(p) * D + i] * w;
   }
-  acc_s[group][i] = acc;
-  if (i == 0) l_s[group] = l;
-  __syncthreads();
+  if (kMergeGroups > 1) {
+    acc_s[group][i] = acc;
+    if (i == 0) l_s[group] = l;
+    __syncthreads();
+  }
   if (group != 0) return;
   for (int g = 1; g < kMergeGroups; ++g) {
     acc += acc_s[g][i];
@@ -485,6 +488,16 @@ __global__ void __launch_bounds__(32 * kAppendWarps)
   if (lane == 0) reinterpret_cast<float*>(base + 4LL * PS * D)[s] = c_rel[row];
 }
 
+cudaError_t LaunchMerge(const CudaAttentionRows& rows, const CudaDecodeTasks& tasks,
+                        cudaStream_t stream) {
+  if (tasks.count >= 8 * tasks.num_rows) {
+    MergePartialsKernel<4><<<tasks.num_rows, 4 * D, 0, stream>>>(rows, tasks);
+  } else {
+    MergePartialsKernel<1><<<tasks.num_rows, D, 0, stream>>>(rows, tasks);
+  }
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& rows,
@@ -501,8 +514,7 @@ cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttenti
   if (tasks.count == 0) return cudaSuccess;
   PagedDecodeWarpSplitKernel<<<tasks.count, 32 * kSplitWarps, 0, stream>>>(pool, rows, tasks);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  MergePartialsKernel<<<tasks.num_rows, kMergeGroups * D, 0, stream>>>(rows, tasks);
-  return cudaGetLastError();
+  return LaunchMerge(rows, tasks, stream);
 }
 
 cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& rows,
@@ -511,8 +523,7 @@ cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& r
   if (tasks.count == 0) return cudaSuccess;
   PagedDecodeKernel<<<tasks.count, kDecodeThreads, 0, stream>>>(pool, rows, tasks);
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  MergePartialsKernel<<<tasks.num_rows, kMergeGroups * D, 0, stream>>>(rows, tasks);
-  return cudaGetLastError();
+  return LaunchMerge(rows, tasks, stream);
 }
 
 cudaError_t LaunchAppendKv(const CudaKvPool& pool, const float* k, const float* v,
