@@ -9,11 +9,15 @@
 //     (TMA: one bulk copy of a page's 130 rows of 128 bytes, K | V | C, landing in the 128-byte
 //     swizzle that wgmma reads) into a ring of stages guarded by mbarriers; consumers never
 //     compute an address or wait on a CTA barrier;
-//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) per iteration,
-//     issuing this iteration's S = Q K^T and the previous one's O += P V together and running
-//     the softmax while the P V product is on the tensor cores;
-//   - per score one FFMA (scale and the key's decay, folded), one max, one subtraction, one ex2
-//     and one add: the query row's decay is constant over a page and enters per row.
+//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) per iteration
+//     (the default shape; or three warpgroups of 64 keys), issuing this iteration's S = Q K^T
+//     and the previous one's O += P V together and running the softmax while the P V product
+//     is on the tensor cores;
+//   - per score one FFMA (scale and the key's decay), one max, one FFMA (log2 e and the row's
+//     shift), one ex2 and one add: the query row's decay is constant over a page and enters per
+//     row.
+// Measured on the H200 (bench/RESULTS.md, seventh stop): as fast as the wgmma kernel, not
+// faster; FOXSERVE_PREFILL_KERNEL=tma selects it.
 // A CTA runs kConsumers consecutive tasks; tasks of the same (sequence, head) whose key ranges
 // join form one walk over the union of their ranges, sharing every page copied; the producer
 // arrives on a stage's "empty" barrier for the consumers of the walk that do not need it.
@@ -30,6 +34,7 @@
 
 #include "kernels/cuda/paged_attention_cuda.h"
 #include "kernels/cuda/prefill_common.cuh"
+#include "kernels/cuda/wgmma_common.cuh"
 
 namespace foxserve {
 namespace kernels {
@@ -73,14 +78,6 @@ struct SharedState {  // placed at a 1024-byte boundary
 template <typename S>
 constexpr int kSharedBytes = static_cast<int>(sizeof(SharedState<S>)) + 1024;
 
-__device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
-  return row * 128 + ((chunk ^ (row & 7)) << 4);
-}
-
-__device__ __forceinline__ void FenceProxyAsync() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
 // - mbarriers.
 __device__ __forceinline__ void BarrierInit(uint64_t* bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(SharedAddress(bar)), "r"(count));
@@ -118,94 +115,6 @@ __device__ __forceinline__ void CopyPage(void* dst, const CUtensorMap* map, int3
 // Named barrier of one consumer warpgroup (ids 1.., 0 is __syncthreads).
 __device__ __forceinline__ void GroupSync(int group) {
   asm volatile("bar.sync %0, 128;\n" ::"r"(group + 1) : "memory");
-}
-
-// - wgmma (as paged_prefill_wgmma.cu).
-__device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
-  const uint32_t address = SharedAddress(tile);
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (uint64_t{1024 >> 4} << 16) |
-         (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
-}
-__device__ __forceinline__ void WgmmaFence() {
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaCommit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int kPending>
-__device__ __forceinline__ void WgmmaWait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
-}
-// Keeps the compiler from moving accesses of registers that an in-flight wgmma reads or writes
-// across its issue and wait.
-template <int N>
-__device__ __forceinline__ void PinRegisters(float (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int N>
-__device__ __forceinline__ void PinRegisters(uint32_t (&r)[N]) {
-#pragma unroll
-  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
-}
-
-#define FOXSERVE_WGMMA_D32                                                                       \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
-  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define FOXSERVE_WGMMA_D32_OPERANDS(d)                                                           \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),          \
-      "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
-      "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
-      "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
-      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-
-__device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, uint64_t b,
-                                                  int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
-      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : FOXSERVE_WGMMA_D32_OPERANDS(d)
-      : "l"(a), "l"(b), "r"(accumulate));
-}
-__device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], uint32_t a0, uint32_t a1,
-                                                    uint32_t a2, uint32_t a3, uint64_t b) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
-      ", {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
-      : FOXSERVE_WGMMA_D32_OPERANDS(d)
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b));
-}
-#undef FOXSERVE_WGMMA_D32
-#undef FOXSERVE_WGMMA_D32_OPERANDS
-
-__device__ __forceinline__ float FastExp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-struct TaskSpan {
-  bool valid = false;
-  int t0 = 0, num_rows = 0, head = 0, start = 0;
-  int last_block = 0, last_written = 0;
-  int64_t table = 0;
-};
-
-__device__ __forceinline__ TaskSpan ReadTask(const CudaAttentionRows& rows,
-                                             const CudaPrefillTasks& tasks, int i) {
-  TaskSpan s;
-  if (i >= tasks.count) return s;
-  s.valid = true;
-  s.t0 = tasks.first_token[i];
-  s.num_rows = tasks.num_rows[i];
-  s.head = tasks.head[i];
-  s.start = tasks.start_block[i];
-  s.table = rows.row_table[static_cast<int64_t>(s.t0) * rows.num_heads + s.head];
-  const int last_pos = rows.token_position[s.t0 + s.num_rows - 1];
-  s.last_block = last_pos / PS;
-  s.last_written = last_pos % PS + 1;
-  return s;
 }
 
 // The CTA's walks: consecutive tasks of one (sequence, head) whose key ranges join share one.
@@ -258,7 +167,6 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   SharedState<S>& sm =
       *reinterpret_cast<SharedState<S>*>(raw + ((1024 - SharedAddress(raw) % 1024) % 1024));
   const int tid = threadIdx.x, warp_all = tid / 32, lane = tid % 32;
-  const int H = rows.num_heads;
   const int cta_task = (gridDim.x - 1 - blockIdx.x) * kConsumers;
   TaskSpan task[kConsumers];
 #pragma unroll
@@ -341,25 +249,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   const TaskSpan mine = task[group];
   if (!mine.valid) return;  // the producer accounts for this consumer's stages
 
-  int row_t[2], row_pos[2];
-  double row_c[2];
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int r = warp * 16 + g8 + 8 * i;
-    row_t[i] = mine.t0 + (r < mine.num_rows ? r : 0);
-    row_pos[i] = rows.token_position[row_t[i]];
-    row_c[i] = rows.row_c[static_cast<int64_t>(row_t[i]) * H + mine.head];
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
-    const int token = mine.t0 + (r < mine.num_rows ? r : 0);
-    const float* src = rows.q + static_cast<int64_t>(token) * H * D + mine.head * D + col * 8;
-    const float4 x = *reinterpret_cast<const float4*>(src);
-    const float4 y = *reinterpret_cast<const float4*>(src + 4);
-    *reinterpret_cast<uint4*>(sm.q[group] + SwizzledOffset(r, col)) =
-        make_uint4(PackBf16(x.x, x.y), PackBf16(x.z, x.w), PackBf16(y.x, y.y), PackBf16(y.z, y.w));
-  }
+  const TaskRows my_rows = ReadTaskRows(rows, mine, warp, g8);
+  StageQueryTile(sm.q[group], rows, mine, ctid);
   FenceProxyAsync();
   GroupSync(group);
 
@@ -418,7 +309,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       half[h] = blk >= mine.start && blk <= mine.last_block;
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        limit[h][i] = !half[h] ? 0 : (blk == mine.last_block ? row_pos[i] % PS + 1 : PS);
+        limit[h][i] =
+            !half[h] ? 0 : (blk == mine.last_block ? my_rows.position[i] % PS + 1 : PS);
       }
     }
 #pragma unroll
@@ -434,7 +326,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     for (int h = 0; h < kPages; ++h) {
       const double page_base = sm.base[stage][h];
 #pragma unroll
-      for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(row_c[i] - page_base);
+      for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(my_rows.c[i] - page_base);
     }
 
     // - S = Q K^T for the stage's pages, then P V of the previous iteration behind it. (Scoring
@@ -550,23 +442,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
     __syncwarp();
     if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
+    RescaleRows(o, rescale);
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      o[4 * n] *= rescale[0];
-      o[4 * n + 1] *= rescale[0];
-      o[4 * n + 2] *= rescale[1];
-      o[4 * n + 3] *= rescale[1];
-    }
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) {
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        p[h][4 * kk] = PackBf16(s[h][8 * kk], s[h][8 * kk + 1]);
-        p[h][4 * kk + 1] = PackBf16(s[h][8 * kk + 2], s[h][8 * kk + 3]);
-        p[h][4 * kk + 2] = PackBf16(s[h][8 * kk + 4], s[h][8 * kk + 5]);
-        p[h][4 * kk + 3] = PackBf16(s[h][8 * kk + 6], s[h][8 * kk + 7]);
-      }
-    }
+    for (int h = 0; h < kPages; ++h) PackProbabilities(s[h], p[h]);
     prev_stage = stage;
   }
   PinRegisters(o);
@@ -579,20 +457,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   if (lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
 
   // - Normalise and write this thread's two rows.
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    const int r = warp * 16 + g8 + 8 * i;
-    if (r >= mine.num_rows) continue;
-    const float inv = 1.0f / l[i];
-    float* out = rows.out + static_cast<int64_t>(row_t[i]) * H * D + mine.head * D;
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      *reinterpret_cast<float2*>(out + n * 8 + 2 * t4) =
-          make_float2(o[4 * n + 2 * i] * inv, o[4 * n + 2 * i + 1] * inv);
-    }
-  }
+  WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
 }
 
 // The pool as a 2-D tensor of 128-byte rows, read in boxes of one page (130 rows) in the
@@ -653,8 +518,10 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   using namespace prefill::tma;
   if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
-  return shape == TmaPrefillShape::kTwoGroups128Keys ? Launch<Shape<2, 2>>(pool, rows, tasks, stream)
-                                                    : Launch<Shape<3, 1>>(pool, rows, tasks, stream);
+  if (shape == TmaPrefillShape::kTwoGroups128Keys) {
+    return Launch<Shape<2, 2>>(pool, rows, tasks, stream);
+  }
+  return Launch<Shape<3, 1>>(pool, rows, tasks, stream);
 }
 
 }  // namespace kernels

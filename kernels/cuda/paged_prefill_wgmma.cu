@@ -25,6 +25,7 @@
 
 #include "kernels/cuda/paged_attention_cuda.h"
 #include "kernels/cuda/prefill_common.cuh"
+#include "kernels/cuda/wgmma_common.cuh"
 
 namespace foxserve {
 namespace kernels {
@@ -44,103 +45,6 @@ struct SharedTiles {  // placed at a 1024-byte boundary (the swizzle pattern rep
   float c[2][PS];
 };
 constexpr int kSharedBytes = static_cast<int>(sizeof(SharedTiles)) + 1024;
-
-__device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
-  return row * 128 + ((chunk ^ (row & 7)) << 4);
-}
-
-// Shared-memory writes by ordinary stores and cp.async become visible to wgmma (the async proxy)
-// only after this fence (and a barrier between the writers and the warpgroup).
-__device__ __forceinline__ void FenceProxyAsync() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-// Matrix descriptor of a 64 x 64 bf16 tile in the 128-byte swizzle: start address, both byte
-// offsets 1024 (eight 128-byte rows; for the MN-major V one of them strides the k groups and the
-// other would stride a second 64-wide column block, which a 64-wide tile does not have), layout
-// type 1 = 128-byte swizzle. Adding n to the descriptor moves the start by 16 n bytes.
-__device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
-  const uint32_t address = SharedAddress(tile);
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (uint64_t{1024 >> 4} << 16) |
-         (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
-}
-
-__device__ __forceinline__ void WgmmaFence() {
-  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaCommit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void WgmmaWaitAll() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-// Keeps the compiler from moving accesses of accumulator registers across wgmma issue / wait.
-__device__ __forceinline__ void PinRegisters(float (&r)[32]) {
-#pragma unroll
-  for (int i = 0; i < 32; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-
-#define FOXSERVE_WGMMA_D32                                                                       \
-  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
-  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define FOXSERVE_WGMMA_D32_OPERANDS(d)                                                           \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),          \
-      "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
-      "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
-      "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
-      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-
-// d (+)= A B for m64n64k16, A and B (K-major) in shared memory; accumulate when `accumulate`.
-__device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, uint64_t b,
-                                                  int accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
-      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : FOXSERVE_WGMMA_D32_OPERANDS(d)
-      : "l"(a), "l"(b), "r"(accumulate));
-}
-// d += A B for m64n64k16, A in registers (the m16n8k16 A layout per warp), B MN-major in shared.
-__device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], const uint32_t (&a)[4],
-                                                    uint64_t b) {
-  asm volatile(
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
-      ", {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
-      : FOXSERVE_WGMMA_D32_OPERANDS(d)
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b));
-}
-#undef FOXSERVE_WGMMA_D32
-#undef FOXSERVE_WGMMA_D32_OPERANDS
-
-__device__ __forceinline__ float FastExp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-
-// One prefill task as the kernel needs it.
-struct TaskSpan {
-  bool valid = false;
-  int t0 = 0, num_rows = 0, head = 0, start = 0;
-  int last_block = 0, last_written = 0;  // the block of the task's rows; its written slots
-  int64_t table = 0;
-};
-
-__device__ __forceinline__ TaskSpan ReadTask(const CudaAttentionRows& rows,
-                                             const CudaPrefillTasks& tasks, int i) {
-  TaskSpan s;
-  if (i >= tasks.count) return s;
-  s.valid = true;
-  s.t0 = tasks.first_token[i];
-  s.num_rows = tasks.num_rows[i];
-  s.head = tasks.head[i];
-  s.start = tasks.start_block[i];
-  s.table = rows.row_table[static_cast<int64_t>(s.t0) * rows.num_heads + s.head];
-  const int last_pos = rows.token_position[s.t0 + s.num_rows - 1];
-  s.last_block = last_pos / PS;
-  s.last_written = last_pos % PS + 1;
-  return s;
-}
 
 // Issues the copies of one page into stage `s`; rows at or past `written_rows` become zeros
 // (unwritten slots may hold NaN, and 0 * NaN would poison P V).
@@ -215,7 +119,6 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
   const int tid = threadIdx.x, group = tid / 128;
   const int warp = (tid % 128) / 32, lane = tid % 32;
   const int g = lane / 4, t = lane % 4;  // accumulator fragment coordinates
-  const int H = rows.num_heads;
   const int pair = gridDim.x - 1 - blockIdx.x;
   const TaskSpan a = ReadTask(rows, tasks, 2 * pair), b = ReadTask(rows, tasks, 2 * pair + 1);
   const TaskSpan mine = group == 0 ? a : b;
@@ -224,29 +127,11 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
   const bool together = !b.valid || (a.head == b.head && a.table == b.table &&
                                      b.start <= a.last_block + 1 && a.start <= b.last_block + 1);
 
-  // This thread's two rows (g and g + 8 of its warp's 16); rows past num_rows repeat row 0 and
-  // are not written out.
-  int row_t[2] = {0, 0}, row_pos[2] = {0, 0};
-  double row_c[2] = {0, 0};
+  // This thread's two rows; Q, rounded to bf16, into this group's swizzled tile.
+  TaskRows my_rows{};
   if (mine.valid) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int r = warp * 16 + g + 8 * i;
-      row_t[i] = mine.t0 + (r < mine.num_rows ? r : 0);
-      row_pos[i] = rows.token_position[row_t[i]];
-      row_c[i] = rows.row_c[static_cast<int64_t>(row_t[i]) * H + mine.head];
-    }
-    // Q, rounded to bf16, into this group's swizzled tile: 512 chunks of 8 dims.
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int chunk = tid % 128 + i * 128, r = chunk / 8, col = chunk % 8;
-      const int token = mine.t0 + (r < mine.num_rows ? r : 0);
-      const float* src = rows.q + static_cast<int64_t>(token) * H * D + mine.head * D + col * 8;
-      const float4 x = *reinterpret_cast<const float4*>(src);
-      const float4 y = *reinterpret_cast<const float4*>(src + 4);
-      *reinterpret_cast<uint4*>(sm.q[group] + SwizzledOffset(r, col)) =
-          make_uint4(PackBf16(x.x, x.y), PackBf16(x.z, x.w), PackBf16(y.x, y.y), PackBf16(y.z, y.w));
-    }
+    my_rows = ReadTaskRows(rows, mine, warp, g);
+    StageQueryTile(sm.q[group], rows, mine, tid % 128);
   }
   FenceProxyAsync();  // the first block's barrier orders these stores before any wgmma
 
@@ -293,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) WgmmaSharedShared(s, q_desc + 2 * kk, k_desc + 2 * kk, kk);
         WgmmaCommit();
-        WgmmaWaitAll();
+        WgmmaWait<0>();
         PinRegisters(s);
 
         // - Decay, causal mask (only in the rows' own block), online softmax.
@@ -302,8 +187,8 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
         int num_keys[2];
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-          bias[i] = static_cast<float>(row_c[i] - block_base) * kLog2e;
-          num_keys[i] = blk == row_pos[i] / PS ? row_pos[i] % PS + 1 : PS;
+          bias[i] = static_cast<float>(my_rows.c[i] - block_base) * kLog2e;
+          num_keys[i] = blk == my_rows.position[i] / PS ? my_rows.position[i] % PS + 1 : PS;
         }
         float rescale[2];
         if (blk == mine.last_block) {
@@ -311,32 +196,21 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
         } else {
           SoftmaxStep<false>(s, sm.c[st], bias, num_keys, scale_log2, t, m, l, rescale);
         }
-#pragma unroll
-        for (int n = 0; n < D / 8; ++n) {
-          o[4 * n] *= rescale[0];
-          o[4 * n + 1] *= rescale[0];
-          o[4 * n + 2] *= rescale[1];
-          o[4 * n + 3] *= rescale[1];
-        }
+        RescaleRows(o, rescale);
 
         // - O += P V: P's A fragments straight from the S accumulators.
-        uint32_t p[PS / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < PS / 16; ++kk) {
-          p[kk][0] = PackBf16(s[8 * kk], s[8 * kk + 1]);
-          p[kk][1] = PackBf16(s[8 * kk + 2], s[8 * kk + 3]);
-          p[kk][2] = PackBf16(s[8 * kk + 4], s[8 * kk + 5]);
-          p[kk][3] = PackBf16(s[8 * kk + 6], s[8 * kk + 7]);
-        }
+        uint32_t p[16];
+        PackProbabilities(s, p);
         const uint64_t v_desc = TileDescriptor(sm.v[st]);
         PinRegisters(o);
         WgmmaFence();
 #pragma unroll
         for (int kk = 0; kk < PS / 16; ++kk) {
-          WgmmaRegisterShared(o, p[kk], v_desc + kk * (16 * 128 >> 4));
+          WgmmaRegisterShared(o, p[4 * kk], p[4 * kk + 1], p[4 * kk + 2], p[4 * kk + 3],
+                              v_desc + kk * (16 * 128 >> 4));
         }
         WgmmaCommit();
-        WgmmaWaitAll();
+        WgmmaWait<0>();
         PinRegisters(o);
       }
       __syncthreads();  // stage st is refilled by the next iteration's prefetch
@@ -345,20 +219,7 @@ __global__ void __launch_bounds__(kThreads, 2) PagedPrefillWgmmaKernel(CudaKvPoo
   if (!mine.valid) return;
 
   // - Normalise and write this thread's two rows.
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    const int r = warp * 16 + g + 8 * i;
-    if (r >= mine.num_rows) continue;
-    const float inv = 1.0f / l[i];
-    float* out = rows.out + static_cast<int64_t>(row_t[i]) * H * D + mine.head * D;
-#pragma unroll
-    for (int n = 0; n < D / 8; ++n) {
-      *reinterpret_cast<float2*>(out + n * 8 + 2 * t) =
-          make_float2(o[4 * n + 2 * i] * inv, o[4 * n + 2 * i + 1] * inv);
-    }
-  }
+  WriteTaskRows(rows, mine, my_rows, o, l, warp, g, t);
 }
 
 }  // namespace

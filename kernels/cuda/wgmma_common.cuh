@@ -1,0 +1,212 @@
+// What the Hopper prefill kernels (paged_prefill_wgmma.cu, paged_prefill_tma.cu) share: the
+// 128-byte swizzle of their shared-memory tiles, wgmma descriptors and instructions, and the
+// prefill task as they read it. Included by .cu files only.
+#ifndef FOXSERVE_KERNELS_CUDA_WGMMA_COMMON_CUH_
+#define FOXSERVE_KERNELS_CUDA_WGMMA_COMMON_CUH_
+
+#include <cstdint>
+
+#include "kernels/cuda/paged_attention_cuda.h"
+#include "kernels/cuda/prefill_common.cuh"
+
+namespace foxserve {
+namespace kernels {
+namespace prefill {
+
+// Shared memory tiles are rows of 128 bytes in the swizzle wgmma's descriptors describe: the
+// 16-byte chunk c of row r sits at chunk c ^ (r % 8) (from a 1024-byte boundary).
+__device__ __forceinline__ int SwizzledOffset(int row, int chunk) {
+  return row * 128 + ((chunk ^ (row & 7)) << 4);
+}
+
+// Shared-memory writes by ordinary stores and cp.async become visible to wgmma (the async proxy)
+// only after this fence (and a barrier between the writers and the warpgroup).
+__device__ __forceinline__ void FenceProxyAsync() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+// Matrix descriptor of a 64 x 64 bf16 tile in the 128-byte swizzle: start address, both byte
+// offsets 1024 (eight 128-byte rows; for the MN-major V one of them strides the k groups and the
+// other would stride a second 64-wide column block, which a 64-wide tile does not have), layout
+// type 1 = 128-byte swizzle. Adding n to the descriptor moves the start by 16 n bytes.
+__device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
+  const uint32_t address = SharedAddress(tile);
+  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (uint64_t{1024 >> 4} << 16) |
+         (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+
+__device__ __forceinline__ void WgmmaFence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void WgmmaCommit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+// Waits until at most kPending of this warpgroup's committed wgmma groups are in flight.
+template <int kPending>
+__device__ __forceinline__ void WgmmaWait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
+}
+// Keeps the compiler from moving accesses of registers that an in-flight wgmma reads or writes
+// across its issue and wait.
+template <int N>
+__device__ __forceinline__ void PinRegisters(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void PinRegisters(uint32_t (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+
+#define FOXSERVE_WGMMA_D32                                                                       \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
+#define FOXSERVE_WGMMA_D32_OPERANDS(d)                                                           \
+  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),          \
+      "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
+      "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
+      "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
+      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+
+// d (+)= A B for m64n64k16, A and B (K-major) in shared memory; accumulate when `accumulate`.
+__device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, uint64_t b,
+                                                  int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
+      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : FOXSERVE_WGMMA_D32_OPERANDS(d)
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+// d += A B for m64n64k16, A in registers (a0..a3: the m16n8k16 A layout per warp), B MN-major
+// in shared memory.
+__device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], uint32_t a0, uint32_t a1,
+                                                    uint32_t a2, uint32_t a3, uint64_t b) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
+      ", {%32, %33, %34, %35}, %36, 1, 1, 1, 1;\n"
+      : FOXSERVE_WGMMA_D32_OPERANDS(d)
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b));
+}
+#undef FOXSERVE_WGMMA_D32
+#undef FOXSERVE_WGMMA_D32_OPERANDS
+
+__device__ __forceinline__ float FastExp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// One prefill task as the kernel needs it.
+struct TaskSpan {
+  bool valid = false;
+  int t0 = 0, num_rows = 0, head = 0, start = 0;
+  int last_block = 0, last_written = 0;  // the block of the task's rows; its written slots
+  int64_t table = 0;
+};
+
+__device__ __forceinline__ TaskSpan ReadTask(const CudaAttentionRows& rows,
+                                             const CudaPrefillTasks& tasks, int i) {
+  TaskSpan s;
+  if (i >= tasks.count) return s;
+  s.valid = true;
+  s.t0 = tasks.first_token[i];
+  s.num_rows = tasks.num_rows[i];
+  s.head = tasks.head[i];
+  s.start = tasks.start_block[i];
+  s.table = rows.row_table[static_cast<int64_t>(s.t0) * rows.num_heads + s.head];
+  const int last_pos = rows.token_position[s.t0 + s.num_rows - 1];
+  s.last_block = last_pos / PS;
+  s.last_written = last_pos % PS + 1;
+  return s;
+}
+
+// A warpgroup's view of its task's 64 query rows, in the m64nNk16 accumulator layout: thread
+// (warp, g = lane / 4, t = lane % 4) holds rows warp * 16 + g + 8 i (i = 0, 1) and, of each
+// 8-wide column group n, columns 8 n + 2 t and 8 n + 2 t + 1. Rows past num_rows repeat row 0
+// (they are computed and not written out).
+struct TaskRows {
+  int token[2];     // the rows' tokens (batch indices)
+  int position[2];  // their absolute positions
+  double c[2];      // their absolute c (the query side of the decay)
+};
+
+__device__ __forceinline__ TaskRows ReadTaskRows(const CudaAttentionRows& rows,
+                                                 const TaskSpan& task, int warp, int g) {
+  TaskRows r;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = warp * 16 + g + 8 * i;
+    r.token[i] = task.t0 + (row < task.num_rows ? row : 0);
+    r.position[i] = rows.token_position[r.token[i]];
+    r.c[i] = rows.row_c[static_cast<int64_t>(r.token[i]) * rows.num_heads + task.head];
+  }
+  return r;
+}
+
+// Q of the task's rows, rounded to bf16, into a swizzled 64 x 64 tile: 512 chunks of 8 dims,
+// four a thread of the warpgroup (ctid: the thread's index in it).
+__device__ __forceinline__ void StageQueryTile(uint8_t* tile, const CudaAttentionRows& rows,
+                                               const TaskSpan& task, int ctid) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
+    const int token = task.t0 + (r < task.num_rows ? r : 0);
+    const float* src =
+        rows.q + static_cast<int64_t>(token) * rows.num_heads * D + task.head * D + col * 8;
+    const float4 x = *reinterpret_cast<const float4*>(src);
+    const float4 y = *reinterpret_cast<const float4*>(src + 4);
+    *reinterpret_cast<uint4*>(tile + SwizzledOffset(r, col)) =
+        make_uint4(PackBf16(x.x, x.y), PackBf16(x.z, x.w), PackBf16(y.x, y.y), PackBf16(y.z, y.w));
+  }
+}
+
+// The probabilities of 64 keys (an m64n64 accumulator) as the A fragments of O += P V: k-step
+// kk's four registers are p[4 kk .. 4 kk + 3].
+__device__ __forceinline__ void PackProbabilities(const float (&s)[32], uint32_t (&p)[16]) {
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    p[4 * kk] = PackBf16(s[8 * kk], s[8 * kk + 1]);
+    p[4 * kk + 1] = PackBf16(s[8 * kk + 2], s[8 * kk + 3]);
+    p[4 * kk + 2] = PackBf16(s[8 * kk + 4], s[8 * kk + 5]);
+    p[4 * kk + 3] = PackBf16(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+}
+
+// Rescales this thread's two rows of O (their online-softmax maxima moved).
+__device__ __forceinline__ void RescaleRows(float (&o)[32], const float (&rescale)[2]) {
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) {
+    o[4 * n] *= rescale[0];
+    o[4 * n + 1] *= rescale[0];
+    o[4 * n + 2] *= rescale[1];
+    o[4 * n + 3] *= rescale[1];
+  }
+}
+
+// Normalises this thread's two rows of O by their sums (l: the thread's partial sums, reduced
+// over the row's four threads here) and writes the task's real rows.
+__device__ __forceinline__ void WriteTaskRows(const CudaAttentionRows& rows, const TaskSpan& task,
+                                              const TaskRows& r, const float (&o)[32],
+                                              float (&l)[2], int warp, int g, int t) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    if (warp * 16 + g + 8 * i >= task.num_rows) continue;
+    const float inv = 1.0f / l[i];
+    float* out = rows.out + static_cast<int64_t>(r.token[i]) * rows.num_heads * D + task.head * D;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      *reinterpret_cast<float2*>(out + n * 8 + 2 * t) =
+          make_float2(o[4 * n + 2 * i] * inv, o[4 * n + 2 * i + 1] * inv);
+    }
+  }
+}
+
+}  // namespace prefill
+}  // namespace kernels
+}  // namespace foxserve
+
+#endif  // FOXSERVE_KERNELS_CUDA_WGMMA_COMMON_CUH_
