@@ -229,9 +229,9 @@ void Engine::Finish(Sequence* seq, FinishReason reason, absl::Status status, Req
 
 void Engine::Drain() {
   if (in_flight_ == nullptr) return;
-  if (in_flight_->launched) (void)backend_->Finish();
-  for (const ScheduledChunk& chunk : in_flight_->plan.chunks) {
-    if (in_flight_->launched) --chunk.sequence->steps_in_flight;
+  if (in_flight_->launched) {
+    (void)backend_->Finish();
+    for (const ScheduledChunk& chunk : in_flight_->plan.chunks) --chunk.sequence->steps_in_flight;
   }
   spare_ = std::move(in_flight_);
   retired_.clear();
@@ -340,6 +340,23 @@ void Engine::Advance(Sequence* seq, TokenChoice choice) {
   profile_.Add("deliver", t_deliver);
 }
 
+void Engine::StepBatch::Size(size_t n, int64_t layers, int64_t heads) {
+  stats.num_layers = layers;
+  stats.num_heads = heads;
+  // Zeroed in place: a fresh pair of [layer][head] vectors per sequence per step was 2 x 64
+  // allocations of a batch-64 decode step.
+  counters.resize(n);
+  for (models::AcpCounters& c : counters) {
+    c.num_heads = heads;
+    c.computed.assign(layers * heads, 0);
+    c.skipped.assign(layers * heads, 0);
+  }
+  greedy_tokens.assign(n, -1);
+  if (candidates.size() < n) candidates.resize(n);
+  logits_row.assign(n, -1);
+  candidates_row.assign(n, -1);
+}
+
 std::unique_ptr<Engine::StepBatch> Engine::TakeBatch() {
   std::unique_ptr<StepBatch> batch =
       spare_ != nullptr ? std::move(spare_) : std::make_unique<StepBatch>();
@@ -354,14 +371,11 @@ std::unique_ptr<Engine::StepBatch> Engine::TakeBatch() {
 
 void Engine::BuildBatch(StepBatch* batch) {
   const models::FoxConfig& config = backend_->config();
-  const int64_t L = config.num_hidden_layers, H = config.num_heads;
   const auto t_schedule = profile_.Start();
   batch->plan = scheduler_.Schedule();
   profile_.Add("schedule", t_schedule);
   const ScheduleResult& plan = batch->plan;
   StepStats& stats = batch->stats;
-  stats.num_layers = L;
-  stats.num_heads = H;
   stats.num_preempted = static_cast<int64_t>(plan.preempted.size());
   for (Sequence* seq : plan.preempted) {  // their pages, evicted ones included, were released
     evicted_pages_ -= seq->evicted_pages;
@@ -370,20 +384,11 @@ void Engine::BuildBatch(StepBatch* batch) {
   stats.num_batched_tokens = plan.num_batched_tokens;
 
   const size_t n = plan.chunks.size();
-  batch->counters.resize(n);
-  batch->greedy_tokens.assign(n, -1);
-  if (batch->candidates.size() < n) batch->candidates.resize(n);
-  batch->logits_row.assign(n, -1);
-  batch->candidates_row.assign(n, -1);
+  batch->Size(n, config.num_hidden_layers, config.num_heads);
   for (size_t i = 0; i < n; ++i) {
     const ScheduledChunk& chunk = plan.chunks[i];
     Sequence* seq = chunk.sequence;
-    // Zeroed in place: a fresh pair of [layer][head] vectors per sequence per step was 2 x 64
-    // allocations of a batch-64 decode step.
     models::AcpCounters& counters = batch->counters[i];
-    counters.num_heads = H;
-    counters.computed.assign(L * H, 0);
-    counters.skipped.assign(L * H, 0);
     const bool decode = chunk.num_tokens == 1 && seq->num_computed() == seq->num_tokens() - 1 &&
                         seq->num_generated() > 0;
     batch->phases.push_back(decode ? AcpPhase::kDecode : AcpPhase::kPrefill);
@@ -461,17 +466,11 @@ std::unique_ptr<Engine::StepBatch> Engine::LaunchContinuation(const StepBatch& c
 
   std::unique_ptr<StepBatch> next = TakeBatch();
   const models::FoxConfig& config = backend_->config();
-  const int64_t L = config.num_hidden_layers, H = config.num_heads;
   const size_t n = chunks.size();
-  next->stats.num_layers = L;
-  next->stats.num_heads = H;
+  next->Size(n, config.num_hidden_layers, config.num_heads);
   next->stats.num_batched_tokens = static_cast<int64_t>(n);
   next->stats.num_decode_tokens = static_cast<int64_t>(n);
   next->stats.launched_ahead = true;
-  next->counters.resize(n);
-  next->greedy_tokens.assign(n, -1);
-  next->logits_row.assign(n, -1);
-  next->candidates_row.assign(n, -1);
   next->placeholders.assign(n, 0);
   for (size_t i = 0; i < n; ++i) {
     Sequence* seq = chunks[i].sequence;
@@ -480,14 +479,10 @@ std::unique_ptr<Engine::StepBatch> Engine::LaunchContinuation(const StepBatch& c
     FOXSERVE_CHECK(reserved.ok()) << reserved;  // counted above
     next->plan.chunks.push_back({seq, 1});
     next->phases.push_back(AcpPhase::kDecode);
-    models::AcpCounters& counters = next->counters[i];
-    counters.num_heads = H;
-    counters.computed.assign(L * H, 0);
-    counters.skipped.assign(L * H, 0);
     models::ForwardItem item;
     item.state = seq->kv.get();
     item.tokens = absl::MakeConstSpan(&next->placeholders[i], 1);
-    item.acp_counters = &counters;
+    item.acp_counters = &next->counters[i];
     item.greedy_token = &next->greedy_tokens[i];
     item.token_from_step_in_flight = true;
     next->items.push_back(item);

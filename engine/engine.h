@@ -129,6 +129,8 @@ class Engine {
     int64_t returned_rows = 0, candidate_rows = 0;
     StepStats stats;
     bool launched = false;
+    // Sizes the per-chunk outputs for n chunks and zeroes the ACP counters ([layer][head]).
+    void Size(size_t n, int64_t layers, int64_t heads);
   };
   std::unique_ptr<StepBatch> TakeBatch();
   // Schedules the next step into `batch` and builds its items.
