@@ -249,20 +249,26 @@ int Run(int argc, char** argv) {
         }
         return worst;
       };
-      // Outputs poisoned with NaN before each kernel: a row it does not write shows.
-      cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
-      const double wgmma_ms = time_prefill(LaunchPagedPrefillWgmma);
-      const double wgmma_diff = diff_from_mma();
-      cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
-      const double tma_ms = time_prefill([](auto&&... a) {
-        return LaunchPagedPrefillTma(a..., TmaPrefillShape::kTwoGroups128Keys);
-      });
-      const double tma_diff = diff_from_mma();
-      cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
-      const double tma3_ms = time_prefill([](auto&&... a) {
-        return LaunchPagedPrefillTma(a..., TmaPrefillShape::kThreeGroups64Keys);
-      });
-      const double tma3_diff = diff_from_mma();
+      // Milliseconds and the worst row's difference from the mma kernel; outputs are poisoned
+      // with NaN first, so that a row the kernel does not write shows.
+      auto time_and_compare = [&](auto launch, double* diff) {
+        cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
+        const double ms = time_prefill(launch);
+        *diff = diff_from_mma();
+        return ms;
+      };
+      double wgmma_diff = 0, tma_diff = 0, tma3_diff = 0;
+      const double wgmma_ms = time_and_compare(LaunchPagedPrefillWgmma, &wgmma_diff);
+      const double tma_ms = time_and_compare(
+          [](auto&&... a) {
+            return LaunchPagedPrefillTma(a..., TmaPrefillShape::kTwoGroups128Keys);
+          },
+          &tma_diff);
+      const double tma3_ms = time_and_compare(
+          [](auto&&... a) {
+            return LaunchPagedPrefillTma(a..., TmaPrefillShape::kThreeGroups64Keys);
+          },
+          &tma3_diff);
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
 
