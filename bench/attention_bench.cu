@@ -109,10 +109,13 @@ int Run(int argc, char** argv) {
     copy_gbs = 5.0 * 2 * (1 << 30) / (Elapsed(e0, e1) * 1e-3) / 1e9;
     std::printf("copy bandwidth: %.0f GB/s (read + write)\n", copy_gbs);
   }
-  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %10s %9s\n",
-              "B x T", "acp", "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "wgmma ms", "TFLOP/s",
-              "wgmma err", "tma ms", "TFLOP/s", "tma err", "tma3 ms", "TFLOP/s", "tma3 err",
-              "skipped");
+  // err: the worst row's relative difference from the simple kernel (fp32 probabilities), or
+  // with --skip-simple 1 from the mma kernel.
+  std::printf("%-9s %-5s %10s %10s %10s %10s %10s %10s %10s %10s %9s\n", "B x T", "acp",
+              "simple ms", "TFLOP/s", "mma ms", "TFLOP/s", "mma err", "wgmma ms", "TFLOP/s",
+              "wgmma err", "skipped");
+  std::printf("  tma rows: %-9s %-5s %-8s %10s %10s %10s %8s\n", "B x T", "acp", "shape", "ms",
+              "TFLOP/s", "err", "/wgmma");
   std::printf("  decode rows: %-9s %-5s %6s %12s %12s %10s %8s %9s\n", "B x T", "acp", "chunk",
               "simple us", "warp us", "GB/s live", "of copy", "skipped");
   std::ofstream taus_file;
@@ -205,10 +208,19 @@ int Run(int argc, char** argv) {
       DeviceBuffer<double> c_d;
       DeviceBuffer<float> q_d(B * T * H * D), out_d(B * T * H * D);
       cudaMemset(q_d.get(), 0, q_d.size() * 4);  // overwritten below with unit-RMS rows
+      // Each row's logit bound |q| max|k| scale, as the model's planner gives it: |k| <= 8 times
+      // FillKv's largest element (sqrt(3), rounded up past bf16's rounding).
+      DeviceBuffer<float> bound_d(B * T * H);
       {
-        std::vector<float> q(B * T * H * D);
+        std::vector<float> q(B * T * H * D), bound(B * T * H);
         for (float& x : q) x = static_cast<float>(normal(rng));
+        for (int64_t r = 0; r < B * T * H; ++r) {
+          double norm2 = 0;
+          for (int i = 0; i < D; ++i) norm2 += static_cast<double>(q[r * D + i]) * q[r * D + i];
+          bound[r] = static_cast<float>(std::sqrt(norm2) * 1.735 * std::sqrt(D) * 0.125);
+        }
         q_d.Upload(q);
+        bound_d.Upload(bound);
       }
       pos_d.Upload(positions);
       table_d.Upload(table);
@@ -230,17 +242,20 @@ int Run(int argc, char** argv) {
         FOXSERVE_CUDA_CHECK(cudaEventSynchronize(e1));
         return Elapsed(e0, e1) / repeats;
       };
+      // The reference the other kernels' outputs are compared with: the simple kernel's (fp32
+      // probabilities) where it runs, else the mma kernel's (bf16 probabilities, rounded like the
+      // others').
       const double prefill_ms = skip_simple ? NAN : time_prefill(LaunchPagedPrefill);
+      std::vector<float> reference_out;
+      if (!skip_simple) reference_out = out_d.Download();
       const double mma_ms = time_prefill(LaunchPagedPrefillMma);
-      const std::vector<float> mma_out = out_d.Download();
-      // The tensor-core kernels round alike: their outputs must agree far inside 2e-2.
-      auto diff_from_mma = [&]() {
+      auto diff_from_reference = [&]() {
         const std::vector<float> out = out_d.Download();
         double worst = 0;
-        for (size_t r = 0; r < mma_out.size() / D; ++r) {
+        for (size_t r = 0; r < reference_out.size() / D; ++r) {
           double num = 0, den = 0;
           for (int i = 0; i < D; ++i) {
-            const double x = out[r * D + i], y = mma_out[r * D + i];
+            const double x = out[r * D + i], y = reference_out[r * D + i];
             num += (x - y) * (x - y);
             den += y * y;
           }
@@ -249,26 +264,45 @@ int Run(int argc, char** argv) {
         }
         return worst;
       };
-      // Milliseconds and the worst row's difference from the mma kernel; outputs are poisoned
+      // Milliseconds and the worst row's difference from the reference; outputs are poisoned
       // with NaN first, so that a row the kernel does not write shows.
       auto time_and_compare = [&](auto launch, double* diff) {
         cudaMemset(out_d.get(), 0xFF, out_d.size() * 4);
         const double ms = time_prefill(launch);
-        *diff = diff_from_mma();
+        *diff = diff_from_reference();
         return ms;
       };
-      double wgmma_diff = 0, tma_diff = 0, tma3_diff = 0;
+      double mma_diff = 0;
+      if (skip_simple) {
+        reference_out = out_d.Download();
+      } else {
+        mma_diff = diff_from_reference();
+      }
+      double wgmma_diff = 0;
       const double wgmma_ms = time_and_compare(LaunchPagedPrefillWgmma, &wgmma_diff);
-      const double tma_ms = time_and_compare(
-          [](auto&&... a) {
-            return LaunchPagedPrefillTma(a..., TmaPrefillShape::kTwoGroups128Keys);
-          },
-          &tma_diff);
-      const double tma3_ms = time_and_compare(
-          [](auto&&... a) {
-            return LaunchPagedPrefillTma(a..., TmaPrefillShape::kThreeGroups64Keys);
-          },
-          &tma3_diff);
+      // "b": with each row's logit bound (the softmax maximum fixed), else online maxima.
+      struct TmaCase {
+        const char* name;
+        TmaPrefillShape shape;
+        bool bounded;
+        double ms = 0, diff = 0;
+      };
+      // "o": the softmax under the previous P V (TmaPrefillShape's Overlap shapes).
+      TmaCase tma_cases[] = {{"2x128b", TmaPrefillShape::kTwoGroups128Keys, true},
+                             {"2x128", TmaPrefillShape::kTwoGroups128Keys, false},
+                             {"2x128ob", TmaPrefillShape::kTwoGroups128KeysOverlap, true},
+                             {"2x128o", TmaPrefillShape::kTwoGroups128KeysOverlap, false},
+                             {"3x128ob", TmaPrefillShape::kThreeGroups128KeysOverlap, true}};
+      for (TmaCase& k : tma_cases) {
+        const TmaPrefillShape tma_shape = k.shape;
+        CudaAttentionRows r = rows;
+        r.row_logit_bound = k.bounded ? bound_d.get() : nullptr;
+        k.ms = time_and_compare(
+            [tma_shape, r](const CudaKvPool& pool, const CudaAttentionRows&, auto&&... a) {
+              return LaunchPagedPrefillTma(pool, r, a..., tma_shape);
+            },
+            &k.diff);
+      }
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;
 
@@ -294,13 +328,16 @@ int Run(int argc, char** argv) {
         dec_pos.push_back(static_cast<int32_t>(T - 1));
         dec_items.push_back(item);
       }
-      std::printf("%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.2f %10.1f %10.1e %10.2f "
-                  "%10.1f %10.1e %10.2f %10.1f %10.1e %8.1f%%\n",
-                  static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
-                  prefill_ms, flops / (prefill_ms * 1e-3) / 1e12, mma_ms,
-                  flops / (mma_ms * 1e-3) / 1e12, wgmma_ms, flops / (wgmma_ms * 1e-3) / 1e12,
-                  wgmma_diff, tma_ms, flops / (tma_ms * 1e-3) / 1e12, tma_diff, tma3_ms,
-                  flops / (tma3_ms * 1e-3) / 1e12, tma3_diff, 100 * prefill_skipped);
+      std::printf(
+          "%3lldx%-5lld %-5s %10.2f %10.1f %10.2f %10.1f %10.1e %10.2f %10.1f %10.1e %8.1f%%\n",
+          static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off", prefill_ms,
+          flops / (prefill_ms * 1e-3) / 1e12, mma_ms, flops / (mma_ms * 1e-3) / 1e12, mma_diff,
+          wgmma_ms, flops / (wgmma_ms * 1e-3) / 1e12, wgmma_diff, 100 * prefill_skipped);
+      for (const TmaCase& k : tma_cases) {
+        std::printf("  tma rows: %3lldx%-5lld %-5s %-8s %10.2f %10.1f %10.1e %7.3fx\n",
+                    static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
+                    k.name, k.ms, flops / (k.ms * 1e-3) / 1e12, k.diff, wgmma_ms / k.ms);
+      }
       // One case per chunk size; the cases are timed in turn over several rounds and each
       // reports its median, since a decode call's time moves by several percent between calls.
       struct DecodeCase {

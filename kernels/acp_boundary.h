@@ -25,6 +25,16 @@
 namespace foxserve {
 namespace kernels {
 
+// U for one step of a stream: the weights' bound, or |q||k|/sqrt(d) from the largest norms
+// measured (this step's queries, every key of the stream) when smaller. A relative margin covers
+// the float rounding of the measured norms.
+FOXSERVE_ACP_HOST_DEVICE inline double StepLogitBound(double u_weight, float max_query_norm,
+                                                      float max_key_norm, int64_t head_dim) {
+  const double actual = static_cast<double>(max_query_norm) * max_key_norm /
+                        sqrt(static_cast<double>(head_dim)) * (1.0 + 1e-5);
+  return fmin(u_weight, actual);
+}
+
 FOXSERVE_ACP_HOST_DEVICE inline double AcpThreshold(double logit_bound, double num_keys, double log_eps) {
   return -(2.0 * logit_bound + log(num_keys)) + log_eps;
 }

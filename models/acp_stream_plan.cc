@@ -46,11 +46,10 @@ void PlanStarts(const KvStream& stream, int64_t pos0, int64_t n, const double* c
     std::fill(starts, starts + kernels::NumQueryBlocks(pos0, n, page_size), 0);
     return;
   }
-  // A relative margin covers the float rounding of the measured norms. The stored pointer obeys
-  // a looser, fixed threshold, so it is a valid starting point for the scan.
-  const double actual_bound = static_cast<double>(max_query_norm) * stream.max_key_norm /
-                              std::sqrt(static_cast<double>(head_dim)) * (1.0 + 1e-5);
-  const double u = std::min(u_weight, actual_bound);
+  // The stored pointer obeys a looser, fixed threshold, so it is a valid starting point for the
+  // scan.
+  const double u =
+      kernels::StepLogitBound(u_weight, max_query_norm, stream.max_key_norm, head_dim);
   const double delta = kernels::AcpThreshold(u, static_cast<double>(pos0 + n), acp.log_eps);
   kernels::PlanQueryBlockStarts(stream.block_c_last.data(), stream.first_live_block, pos0, n,
                                 c_new, page_size, delta, starts);

@@ -189,6 +189,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   row_c.Resize(rows);
   log_f.Resize(rows);
   row_c_rel.Resize(rows);
+  row_logit_bound.Resize(rows);
   row_page.Resize(rows);
   row_slot.Resize(rows);
   row_table.Resize(rows);
@@ -250,6 +251,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
   p.row_page = row_page.get();
   p.row_slot = row_slot.get();
   p.row_table = row_table.get();
+  p.row_logit_bound = row_logit_bound.get();
   p.prefill_start = prefill_start.get();
   p.decode_row_partials = up.At<int32_t>(step.at_rp);
   p.decode_begin = decode_begin.get();
@@ -265,7 +267,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
   plan->rows = kernels::CudaAttentionRows{positions.get(), row_table.get(), mirror->pages(),
                                           mirror->c_first(), row_c.get(), nullptr, nullptr,
                                           static_cast<int32_t>(H),
-                                          1.0f / std::sqrt(static_cast<float>(c.head_dim))};
+                                          1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                                          row_logit_bound.get()};
   plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(step.at_pf), up.At<int32_t>(step.at_pn),
                                             up.At<int32_t>(step.at_ph), prefill_start.get(),
                                             step.prefill_tasks};

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/acp_boundary.h"
 #include "kernels/cpu/elementwise.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cuda/attention_tasks.h"
@@ -52,7 +53,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
 
   // - Host: c, block metadata, ACP plan, pointers; then the arrays the kernels read.
   std::vector<int32_t> page(N * H), slot(N * H), pages_host;
-  std::vector<float> c_rel_host(N * H);
+  std::vector<float> c_rel_host(N * H), bound_host(N * H);
   std::vector<int64_t> table(N * H);
   std::vector<double> base_host, c_host(N * H);
   std::vector<kernels::AttentionItem> att_items(num_items);
@@ -83,6 +84,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
       }
       c_rel_stream.resize(n);
       RecordNewTokens(stream_state, pos0, n, c_new.data(), max_k, kPageSize, c_rel_stream.data());
+      const double step_bound = kernels::StepLogitBound(logit_bounds[l * H + h], max_q,
+                                                        stream_state.max_key_norm, d);
       PlanStarts(stream_state, pos0, n, c_new.data(), kPageSize, d, acp,
                  logit_bounds[l * H + h], max_q, item.starts.data() + h * nqb);
       CountTiles(item.starts.data() + h * nqb, pos0, n, kPageSize, l, h, items[i].acp_counters);
@@ -97,6 +100,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
         page[row] = stream_state.pages[pos / kPageSize];
         slot[row] = static_cast<int32_t>(pos % kPageSize);
         c_rel_host[row] = c_rel_stream[t];
+        bound_host[row] = static_cast<float>(step_bound);
         table[row] = offset;
         c_host[row] = c_new[t];
       }
@@ -116,7 +120,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
   up.Reset();
   const size_t at_page = up.Add(page), at_slot = up.Add(slot), at_c_rel = up.Add(c_rel_host);
   const size_t at_pages = up.Add(pages_host), at_base = up.Add(base_host);
-  const size_t at_table = up.Add(table), at_c = up.Add(c_host);
+  const size_t at_table = up.Add(table), at_c = up.Add(c_host), at_bound = up.Add(bound_host);
   const size_t at_pf = up.Add(tasks.prefill_first_token), at_pn = up.Add(tasks.prefill_num_rows);
   const size_t at_ph = up.Add(tasks.prefill_head), at_pst = up.Add(tasks.prefill_start);
   const size_t at_dt = up.Add(tasks.decode_token), at_dh = up.Add(tasks.decode_head);
@@ -132,7 +136,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
                                           up.At<int32_t>(at_pages), up.At<double>(at_base),
                                           up.At<double>(at_c), nullptr, nullptr,
                                           static_cast<int32_t>(H),
-                                          1.0f / std::sqrt(static_cast<float>(d))};
+                                          1.0f / std::sqrt(static_cast<float>(d)),
+                                          up.At<float>(at_bound)};
   plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(at_pf), up.At<int32_t>(at_pn),
                                             up.At<int32_t>(at_ph), up.At<int32_t>(at_pst),
                                             static_cast<int32_t>(tasks.prefill_first_token.size())};

@@ -125,7 +125,7 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->logit_bounds = ComputeLogitBounds(*w);
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
   FOXSERVE_RETURN_IF_ERROR(
-      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"wgmma", "mma", "tma"}, &impl->prefill_kernel));
+      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma"}, &impl->prefill_kernel));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
   if (const char* chunk = std::getenv("FOXSERVE_DECODE_CHUNK_BLOCKS"); chunk != nullptr) {
     int32_t blocks = 0;

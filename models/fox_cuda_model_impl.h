@@ -99,10 +99,11 @@ struct FoxCudaModel::Impl {
   bool device_planner = true;
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
-  // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=wgmma|mma|tma: the default,
-  // the mma.sync kernel it replaced, and the producer/consumer TMA kernel).
-  static constexpr int kPrefillWgmma = 0, kPrefillMma = 1, kPrefillTma = 2;
-  int prefill_kernel = kPrefillWgmma;
+  // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=tma|wgmma|mma: the default,
+  // the producer/consumer TMA kernel with the rows' logit bounds as softmax maxima; the wgmma
+  // kernel it replaced; the mma.sync kernel before that).
+  static constexpr int kPrefillTma = 0, kPrefillWgmma = 1, kPrefillMma = 2;
+  int prefill_kernel = kPrefillTma;
   // Key blocks per split-K decode task: fixed by FOXSERVE_DECODE_CHUNK_BLOCKS (benchmarks), else
   // 0: chosen per step by kernels::ChooseDecodeChunkBlocks (16 or 32).
   int32_t decode_chunk_blocks = 0;
@@ -144,7 +145,7 @@ struct FoxCudaModel::Impl {
   kernels::PinnedBytes readback;
   // Device-planned steps: per-row plan outputs, task ranges, what comes back after the step.
   kernels::DeviceBuffer<double> row_c, log_f;
-  kernels::DeviceBuffer<float> row_c_rel;
+  kernels::DeviceBuffer<float> row_c_rel, row_logit_bound;
   kernels::DeviceBuffer<int32_t> row_page, row_slot, prefill_start, decode_begin, decode_end;
   kernels::DeviceBuffer<int64_t> row_table;
   kernels::DeviceBuffer<kernels::AcpStreamReadback> stream_back;

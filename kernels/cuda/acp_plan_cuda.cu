@@ -98,7 +98,11 @@ __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
   }
   const double c_now = p.row_c[(item.first_row + int64_t{n} - 1) * H + h];
 
-  // - Per row: C entry, page and slot for the append, the block-table offset for attention.
+  // - Per row: C entry, page and slot for the append, the block-table offset for attention, the
+  //   bound on its logits (the prefill may use it as the softmax maximum).
+  const float key_norm = fmaxf(p.max_key_norm[scalar], max_k);
+  const double u_weight = p.logit_bounds[h];
+  const double step_bound = StepLogitBound(u_weight, max_q, key_norm, p.head_dim);
   for (int t = tid; t < n; t += kPlanThreads) {
     const int64_t row = (item.first_row + int64_t{t}) * H + h;
     const int64_t pos = pos0 + t, block = pos / PS;
@@ -106,20 +110,15 @@ __global__ void __launch_bounds__(kPlanThreads) AcpPlanKernel(AcpPlanParams p) {
     p.row_page[row] = p.pages[table + block];
     p.row_slot[row] = static_cast<int32_t>(pos % PS);
     p.row_table[row] = table;
+    if (p.row_logit_bound != nullptr) p.row_logit_bound[row] = static_cast<float>(step_bound);
   }
 
   // - This step's start of each query block and the tile counts (PlanStarts, CountTiles).
-  const float key_norm = fmaxf(p.max_key_norm[scalar], max_k);
   const int64_t pointer = p.first_live_block[scalar];
-  const double u_weight = p.logit_bounds[h];
   const int64_t first_block = pos0 / PS, last_block = (pos0 + n - 1) / PS;
   const int64_t num_qblocks = last_block - first_block + 1;
   double delta = 0.0;
-  if (p.acp_enabled) {
-    const double actual_bound = static_cast<double>(max_q) * key_norm /
-                                sqrt(static_cast<double>(p.head_dim)) * (1.0 + 1e-5);
-    delta = AcpThreshold(fmin(u_weight, actual_bound), static_cast<double>(pos0 + n), p.log_eps);
-  }
+  if (p.acp_enabled) delta = AcpThreshold(step_bound, static_cast<double>(pos0 + n), p.log_eps);
   uint32_t computed = 0, skipped = 0;
   for (int64_t qb = tid; qb < num_qblocks; qb += kPlanThreads) {
     int32_t start = 0;

@@ -74,6 +74,7 @@ struct AcpPlanParams {
   int32_t* row_page = nullptr;
   int32_t* row_slot = nullptr;
   int64_t* row_table = nullptr;
+  float* row_logit_bound = nullptr;  // optional: StepLogitBound of the row's stream
   // Attention tasks.
   int32_t* prefill_start = nullptr;
   const int32_t* decode_row_partials = nullptr;  // CSR of the decode rows' tasks

@@ -52,6 +52,9 @@ struct CudaAttentionRows {
   float* out = nullptr;                     // [tokens][H * head_dim]
   int32_t num_heads = 0;
   float scale = 0.125f;
+  // [tokens * H] or null: an upper bound on the row's logits |q.k| scale (before the decay, which
+  // only lowers them). Where present and small, the TMA prefill uses it as the softmax maximum.
+  const float* row_logit_bound = nullptr;
 };
 
 // Prefill tasks: task i covers rows of tokens [first_token[i], first_token[i] + num_rows[i]) of
@@ -96,10 +99,18 @@ cudaError_t LaunchPagedPrefillMma(const CudaKvPool& pool, const CudaAttentionRow
 cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                     const CudaPrefillTasks& tasks, cudaStream_t stream);
 // The same prefill with a producer warp copying whole pages by TMA into a ring of stages and
-// consumer warpgroups that take 128 keys an iteration, running the softmax while the previous
-// iteration's P V is on the tensor cores (FlashAttention-3's structure). Same bf16 rounding.
-// shape: two consumer warpgroups taking 128 keys an iteration, or three taking 64.
-enum class TmaPrefillShape { kTwoGroups128Keys, kThreeGroups64Keys };
+// consumer warpgroups that take 128 keys an iteration (FlashAttention-3's structure). Where the
+// rows carry logit bounds (row_logit_bound, <= 30), they are the softmax maxima: no running
+// maxima or rescaling. Same bf16 rounding of P; the default of the CUDA model.
+// shape: consumer warpgroups, each taking 128 keys an iteration. By default a warp waits for its
+// P V and S = Q K^T before the softmax and the other warpgroup keeps the tensor cores busy;
+// "Overlap": the softmax runs while the previous P V is in flight (FlashAttention-3's
+// intra-warpgroup overlap; more registers, measured slower with logit bounds).
+enum class TmaPrefillShape {
+  kTwoGroups128Keys,
+  kTwoGroups128KeysOverlap,
+  kThreeGroups128KeysOverlap,
+};
 cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream,
                                   TmaPrefillShape shape = TmaPrefillShape::kTwoGroups128Keys);

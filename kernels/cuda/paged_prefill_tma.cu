@@ -9,15 +9,18 @@
 //     (TMA: one bulk copy of a page's 130 rows of 128 bytes, K | V | C, landing in the 128-byte
 //     swizzle that wgmma reads) into a ring of stages guarded by mbarriers; consumers never
 //     compute an address or wait on a CTA barrier;
-//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) per iteration
-//     (the default shape; or three warpgroups of 64 keys), issuing this iteration's S = Q K^T
-//     and the previous one's O += P V together and running the softmax while the P V product
-//     is on the tensor cores;
-//   - per score one FFMA (scale and the key's decay), one max, one FFMA (log2 e and the row's
-//     shift), one ex2 and one add: the query row's decay is constant over a page and enters per
-//     row.
-// Measured on the H200 (bench/RESULTS.md, seventh stop): as fast as the wgmma kernel, not
-// faster; FOXSERVE_PREFILL_KERNEL=tma selects it.
+//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) an iteration;
+//   - where the rows carry logit bounds (|q.k| scale <= kFixedMaxBound; the planner has them from
+//     the measured norms), the bound is every row's softmax maximum: per score one FFMA (scale
+//     and the row's decay), one FFMA (the key's decay), one ex2 and one add, with no row maxima,
+//     shuffles or rescaling of O, and a score's exponent can start as soon as it lands. Without
+//     bounds the online softmax runs (one more FFMA and a max per score).
+//   - by default a warpgroup issues S = Q K^T behind its previous P V and waits for both before
+//     the softmax, the other warpgroup filling the tensor cores meanwhile; the Overlap shapes
+//     run the softmax under the previous P V instead (FlashAttention-3's intra-warpgroup
+//     overlap), which holds S, P and O at once.
+// Measured on the H200 (bench/RESULTS.md, eighth stop): with bounds 1.29x the wgmma kernel's
+// speed at 2x32768 dense; the CUDA model's default (FOXSERVE_PREFILL_KERNEL=tma|wgmma|mma).
 // A CTA runs kConsumers consecutive tasks; tasks of the same (sequence, head) whose key ranges
 // join form one walk over the union of their ranges, sharing every page copied; the producer
 // arrives on a stage's "empty" barrier for the consumers of the walk that do not need it.
@@ -42,22 +45,32 @@ namespace prefill {
 namespace tma {
 namespace {
 
-// A kernel shape: consumer warpgroups (one task each) and pages a stage (keys an iteration / 64).
-// Registers are split per SM sub-partition (16 K each, warps dealt round-robin); the producer
-// warpgroup gives most of its share to the consumers with setmaxnreg, as FlashAttention-3 does.
-template <int kConsumersArg, int kPagesArg>
+// A kernel shape: consumer warpgroups (one task each), each taking two pages (128 keys) an
+// iteration. Registers are split per SM sub-partition (16 K each, warps dealt round-robin); the
+// producer warpgroup gives most of its share to the consumers with setmaxnreg, as
+// FlashAttention-3 does. kOverlapArg: the softmax runs while the previous iteration's P V is on
+// the tensor cores (P, S and O live at once); otherwise a warp waits for both products before
+// its softmax and relies on the other warpgroup to keep the tensor cores busy.
+template <int kConsumersArg, bool kOverlapArg>
 struct Shape {
   static constexpr int kConsumers = kConsumersArg;
-  static constexpr int kPages = kPagesArg;
-  static constexpr int kStages = kPages == 2 ? 4 : 8;
+  static constexpr int kPages = 2;
+  static constexpr bool kOverlap = kOverlapArg;
+  static constexpr int kStages = 4;
   static constexpr int kThreads = 128 * (kConsumers + 1);
-  // Two consumers: 3 warps a sub-partition, three: 4 (40 or 48 spill the producer).
-  static constexpr int kProducerRegisters = 56;
-  static constexpr int kConsumerRegisters = kConsumers == 2 ? 224 : 144;
+  // Two consumers: 3 warps a sub-partition; three: 4 at 160 (FlashAttention-3's split for
+  // hdim 64, which leaves the producer 32; both spill a little there).
+  static constexpr int kProducerRegisters = kConsumers == 3 ? 32 : 56;
+  static constexpr int kConsumerRegisters = kConsumers == 3 ? 160 : 224;
+  static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536,
+                "the register file of an SM");
 };
 constexpr int kPageRows = static_cast<int>(kPageBytes / 128);  // 130: K 64 | V 64 | C 2
 constexpr int kSlotBytes = 17 * 1024;  // a page, rounded up to the 1 KB swizzle period
 constexpr int kTileBytes = PS * D * 2;
+// The largest logit bound used as every row's softmax maximum: with 2 * 30 below fp32's 87 of
+// exponent range, probabilities that flush to zero weigh less than e^-27 of their row's largest.
+constexpr float kFixedMaxBound = 30.0f;
 
 static_assert(kPageBytes == kPageRows * 128, "a page is a whole number of 128-byte rows");
 static_assert(D * 2 == 128, "one tile row must be one 128-byte swizzle row");
@@ -67,6 +80,7 @@ struct SharedState {  // placed at a 1024-byte boundary
   static constexpr int kStages = S::kStages;
   uint8_t slot[kStages][S::kPages][kSlotBytes];
   uint8_t q[S::kConsumers][kTileBytes];
+  float bound[S::kConsumers][4];  // each consumer warp's largest row logit bound
   double base[kStages][S::kPages];  // block_base of the stage's pages
   uint64_t full[kStages], empty[kStages];
   uint64_t landed;  // a partly written page's copy, before the producer zeroes its tail
@@ -251,8 +265,28 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
   const TaskRows my_rows = ReadTaskRows(rows, mine, warp, g8);
   StageQueryTile(sm.q[group], rows, mine, ctid);
+  // A bound on the task's logits (|q.k| scale; the decay only lowers them): the largest of its
+  // rows' bounds.
+  if (rows.row_logit_bound != nullptr) {
+    float b = fmaxf(rows.row_logit_bound[static_cast<int64_t>(my_rows.token[0]) * rows.num_heads +
+                                         mine.head],
+                    rows.row_logit_bound[static_cast<int64_t>(my_rows.token[1]) * rows.num_heads +
+                                         mine.head]);
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, d));
+    if (lane == 0) sm.bound[group][warp] = b;
+  }
   FenceProxyAsync();
   GroupSync(group);
+  // Used as every row's softmax maximum, it spares the row maxima and the rescaling of O, and
+  // each exponent can start as soon as its score lands. Safe while 2 bound stays well inside
+  // fp32's exponent range: a row's own key scores at least -bound (its decay is 0), so its
+  // largest probability is at least e^(-2 bound).
+  const float bound =
+      rows.row_logit_bound == nullptr
+          ? INFINITY
+          : fmaxf(fmaxf(sm.bound[group][0], sm.bound[group][1]),
+                  fmaxf(sm.bound[group][2], sm.bound[group][3]));
 
   // The global iteration index of this consumer's first stage: skip the earlier walks.
   int walk = 0, g = 0;
@@ -263,15 +297,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   const int lo = walks.lo[walk];
 
   const float scale = rows.scale;
-  const uint64_t q_desc = TileDescriptor(sm.q[group]);
+  const uint32_t q_desc = TileDescriptorLow(sm.q[group]);
+  const uint32_t slot0_desc = TileDescriptorLow(sm.slot[0][0]);  // stage s page h: + (s P + h) slot
+  auto consume = [&](auto fixed_max) {
+  constexpr bool kFixedMax = decltype(fixed_max)::value;
   float o[32], s[kPages][32];
   uint32_t p[kPages][16];
 #pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    o[i] = 0.0f;
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) s[h][i] = 0.0f;
-  }
+  for (int i = 0; i < 32; ++i) o[i] = 0.0f;
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
 #pragma unroll
@@ -286,14 +319,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   int prev_stage = g % kStages;
 
   // O += P V of the previous iteration's stage.
-  auto issue_pv = [&]() {
+  auto issue_pv = [&](int pv_stage) {
 #pragma unroll
     for (int h = 0; h < kPages; ++h) {
-      const uint64_t v_desc = TileDescriptor(sm.slot[prev_stage][h] + kTileBytes);
+      const uint32_t v_desc = slot0_desc + ((pv_stage * kPages + h) * kSlotBytes + kTileBytes) / 16;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         WgmmaRegisterShared(o, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2], p[h][4 * kk + 3],
-                            v_desc + kk * (16 * 128 >> 4));
+                            Descriptor(v_desc + kk * (16 * 128 / 16)));
       }
     }
   };
@@ -329,26 +362,76 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(my_rows.c[i] - page_base);
     }
 
-    // - S = Q K^T for the stage's pages, then P V of the previous iteration behind it. (Scoring
-    // each page as soon as its own S lands measured 2-3% slower.)
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
+    // - S = Q K^T for the stage's pages (in the Overlap shapes with the previous iteration's P V
+    // behind it). (Scoring each page as soon as its own S lands measured 2-3% slower.) S is only
+    // written here: the last iteration's scores are dead.
     WgmmaFence();
 #pragma unroll
     for (int h = 0; h < kPages; ++h) {
-      const uint64_t k_desc = TileDescriptor(sm.slot[stage][h]);
+      const uint32_t k_desc = slot0_desc + (stage * kPages + h) * kSlotBytes / 16;
+      WgmmaSharedSharedFirst(s[h], Descriptor(q_desc), Descriptor(k_desc));
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        WgmmaSharedShared(s[h], q_desc + 2 * kk, k_desc + 2 * kk, kk);
+      for (int kk = 1; kk < D / 16; ++kk) {
+        WgmmaSharedShared(s[h], Descriptor(q_desc + 2 * kk), Descriptor(k_desc + 2 * kk), 1);
       }
     }
     WgmmaCommit();
-    issue_pv();
-    WgmmaCommit();
-    WgmmaWait<1>();
+    if constexpr (S::kOverlap) {
+      issue_pv(prev_stage);
+      WgmmaCommit();
+      WgmmaWait<1>();
+    } else {
+      WgmmaWait<0>();  // this S, and the previous iteration's P V
+      PinRegisters(o);
+    }
 #pragma unroll
     for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
 
+    float rescale[2] = {1.0f, 1.0f};
+    if constexpr (kFixedMax) {
+      // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): one FFMA and one add a score.
+      const float scale_log2 = scale * kLog2e;
+      float row_k[kPages][2];
+#pragma unroll
+      for (int h = 0; h < kPages; ++h) {
+#pragma unroll
+        for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - bound) * kLog2e;
+      }
+      float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+      auto expo = [&](auto masked) {
+#pragma unroll
+        for (int h = 0; h < kPages; ++h) {
+          const float* c = reinterpret_cast<const float*>(sm.slot[stage][h] + 2 * kTileBytes);
+#pragma unroll
+          for (int n = 0; n < PS / 8; ++n) {
+            const int key = 8 * n + 2 * t4, crow = key / 32;
+            const float2 cc = *reinterpret_cast<const float2*>(
+                c + crow * 32 + ((((key % 32) / 4) ^ crow) * 4) + key % 4);
+            const float c_key[2] = {cc.x * kLog2e, cc.y * kLog2e};
+#pragma unroll
+            for (int i = 0; i < 2; ++i) {
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& x = s[h][4 * n + 2 * i + e];
+                float t = fmaf(x, scale_log2, row_k[h][i]) - c_key[e];
+                if (decltype(masked)::value && key + e >= limit[h][i]) t = -INFINITY;
+                x = FastExp2(t);
+                sum[i][(n % 2) * 2 + e] += x;
+              }
+            }
+          }
+        }
+      };
+      if (masked) {
+        expo(std::true_type());
+      } else {
+        expo(std::false_type());
+      }
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
+      }
+    } else {
     // Scores in place; the row maxima over four partial chains each (a chain of 32 dependent
     // max operations would stall this warp, and few warps share a scheduler here).
     float row_max[2] = {-INFINITY, -INFINITY};
@@ -404,7 +487,6 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     } else {
       score_pages(std::false_type());
     }
-    float rescale[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
@@ -434,23 +516,34 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     for (int i = 0; i < 2; ++i) {
       l[i] = l[i] * rescale[i] + ((sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]));
     }
+    }  // online maxima
 
     // - The previous P V is done: release its stage (none before the first), rescale O.
-    WgmmaWait<0>();
-    PinRegisters(o);
+    if constexpr (S::kOverlap) {
+      WgmmaWait<0>();
+      PinRegisters(o);
 #pragma unroll
-    for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
+      for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
+    }
     __syncwarp();
     if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
-    RescaleRows(o, rescale);
+    if constexpr (!kFixedMax) RescaleRows(o, rescale);
 #pragma unroll
     for (int h = 0; h < kPages; ++h) PackProbabilities(s[h], p[h]);
     prev_stage = stage;
+    if constexpr (!S::kOverlap) {
+      PinRegisters(o);
+      WgmmaFence();
+      issue_pv(stage);
+      WgmmaCommit();
+    }
   }
   PinRegisters(o);
-  WgmmaFence();
-  issue_pv();
-  WgmmaCommit();
+  if constexpr (S::kOverlap) {
+    WgmmaFence();
+    issue_pv(prev_stage);
+    WgmmaCommit();
+  }
   WgmmaWait<0>();
   PinRegisters(o);
   __syncwarp();
@@ -458,6 +551,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
   // - Normalise and write this thread's two rows.
   WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
+  };
+  if (bound <= kFixedMaxBound) {
+    consume(std::true_type());
+  } else {
+    consume(std::false_type());
+  }
 }
 
 // The pool as a 2-D tensor of 128-byte rows, read in boxes of one page (130 rows) in the
@@ -518,10 +617,15 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   using namespace prefill::tma;
   if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
-  if (shape == TmaPrefillShape::kTwoGroups128Keys) {
-    return Launch<Shape<2, 2>>(pool, rows, tasks, stream);
+  switch (shape) {
+    case TmaPrefillShape::kTwoGroups128KeysOverlap:
+      return Launch<Shape<2, true>>(pool, rows, tasks, stream);
+    case TmaPrefillShape::kThreeGroups128KeysOverlap:
+      return Launch<Shape<3, true>>(pool, rows, tasks, stream);
+    case TmaPrefillShape::kTwoGroups128Keys:
+      break;
   }
-  return Launch<Shape<3, 1>>(pool, rows, tasks, stream);
+  return Launch<Shape<2, false>>(pool, rows, tasks, stream);
 }
 
 }  // namespace kernels

@@ -35,6 +35,18 @@ __device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
          (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
 }
 
+// The same descriptor in two halves: the low word holds the start address (and the leading
+// byte offset), the high word is the same for every tile. Stepping a descriptor by 32-bit adds
+// to its low word spares the 64-bit adds and moves the compiler otherwise emits before each
+// wgmma (the address field cannot carry: shared addresses are below 256 KB).
+constexpr uint32_t kTileDescriptorHigh = (1024 >> 4) | (1u << 30);
+__device__ __forceinline__ uint32_t TileDescriptorLow(const void* tile) {
+  return ((SharedAddress(tile) & 0x3FFFF) >> 4) | ((1024 >> 4) << 16);
+}
+__device__ __forceinline__ uint64_t Descriptor(uint32_t low) {
+  return (static_cast<uint64_t>(kTileDescriptorHigh) << 32) | low;
+}
+
 __device__ __forceinline__ void WgmmaFence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
@@ -69,6 +81,13 @@ __device__ __forceinline__ void PinRegisters(uint32_t (&r)[N]) {
       "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
       "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
+#define FOXSERVE_WGMMA_D32_OUTPUTS(d)                                                            \
+  "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]),          \
+      "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), \
+      "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]),           \
+      "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]),           \
+      "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
+
 // d (+)= A B for m64n64k16, A and B (K-major) in shared memory; accumulate when `accumulate`.
 __device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, uint64_t b,
                                                   int accumulate) {
@@ -78,6 +97,16 @@ __device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, ui
       ", %32, %33, p, 1, 1, 0, 0;\n}\n"
       : FOXSERVE_WGMMA_D32_OPERANDS(d)
       : "l"(a), "l"(b), "r"(accumulate));
+}
+// d = A B for m64n64k16 (the first k-step of a product): d is only written, so the compiler
+// need not keep its previous values alive across a loop.
+__device__ __forceinline__ void WgmmaSharedSharedFirst(float (&d)[32], uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
+      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : FOXSERVE_WGMMA_D32_OUTPUTS(d)
+      : "l"(a), "l"(b), "r"(0));
 }
 // d += A B for m64n64k16, A in registers (a0..a3: the m16n8k16 A layout per warp), B MN-major
 // in shared memory.
@@ -91,6 +120,7 @@ __device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], uint32_t a0,
 }
 #undef FOXSERVE_WGMMA_D32
 #undef FOXSERVE_WGMMA_D32_OPERANDS
+#undef FOXSERVE_WGMMA_D32_OUTPUTS
 
 __device__ __forceinline__ float FastExp2(float x) {
   float y;
