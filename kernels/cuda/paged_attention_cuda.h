@@ -108,6 +108,7 @@ cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionR
 // intra-warpgroup overlap; more registers, measured slower with logit bounds).
 enum class TmaPrefillShape {
   kTwoGroups128Keys,
+  kTwoGroups128KeysTensorSums,  // the rows' sums of P by the tensor cores (a ones block)
   kTwoGroups128KeysOverlap,
   kThreeGroups128KeysOverlap,
 };

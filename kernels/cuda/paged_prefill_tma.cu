@@ -51,11 +51,16 @@ namespace {
 // FlashAttention-3 does. kOverlapArg: the softmax runs while the previous iteration's P V is on
 // the tensor cores (P, S and O live at once); otherwise a warp waits for both products before
 // its softmax and relies on the other warpgroup to keep the tensor cores busy.
-template <int kConsumersArg, bool kOverlapArg>
+// kTensorSumsArg: the rows' sums of P come from the tensor cores: each slot carries a block of
+// bf16 ones that O += P V reads as 8 more columns of V (m64n72), so that no thread adds up P.
+template <int kConsumersArg, bool kOverlapArg, bool kTensorSumsArg = false>
 struct Shape {
   static constexpr int kConsumers = kConsumersArg;
   static constexpr int kPages = 2;
   static constexpr bool kOverlap = kOverlapArg;
+  static constexpr bool kTensorSums = kTensorSumsArg;
+  // A page (K | V | C), rounded up to the 1 KB swizzle period; then the ones block.
+  static constexpr int kSlotBytes = (kTensorSums ? 25 : 17) * 1024;
   static constexpr int kStages = 4;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   // Two consumers: 3 warps a sub-partition; three: 4 at 160 (FlashAttention-3's split for
@@ -66,7 +71,7 @@ struct Shape {
                 "the register file of an SM");
 };
 constexpr int kPageRows = static_cast<int>(kPageBytes / 128);  // 130: K 64 | V 64 | C 2
-constexpr int kSlotBytes = 17 * 1024;  // a page, rounded up to the 1 KB swizzle period
+constexpr int kOnesOffset = 17 * 1024;  // in a slot: the ones block (kTensorSums)
 constexpr int kTileBytes = PS * D * 2;
 // The largest logit bound used as every row's softmax maximum: with 2 * 30 below fp32's 87 of
 // exponent range, probabilities that flush to zero weigh less than e^-27 of their row's largest.
@@ -78,7 +83,7 @@ static_assert(D * 2 == 128, "one tile row must be one 128-byte swizzle row");
 template <typename S>
 struct SharedState {  // placed at a 1024-byte boundary
   static constexpr int kStages = S::kStages;
-  uint8_t slot[kStages][S::kPages][kSlotBytes];
+  uint8_t slot[kStages][S::kPages][S::kSlotBytes];
   uint8_t q[S::kConsumers][kTileBytes];
   float bound[S::kConsumers][4];  // each consumer warp's largest row logit bound
   double base[kStages][S::kPages];  // block_base of the stage's pages
@@ -196,6 +201,15 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     for (int s = 0; s < kStages; ++s) sm.issued[s] = -1;
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
+  if constexpr (S::kTensorSums) {
+    constexpr int kChunks = kTileBytes / 16;  // 16-byte chunks of a ones block
+    for (int i = tid; i < kStages * kPages * kChunks; i += S::kThreads) {
+      uint8_t* ones = sm.slot[i / (kPages * kChunks)][i / kChunks % kPages] + kOnesOffset;
+      reinterpret_cast<uint4*>(ones)[i % kChunks] =
+          make_uint4(0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u);  // bf16 1.0
+    }
+    FenceProxyAsync();
+  }
   __syncthreads();
 
   if (warp_all >= 4 * kConsumers) {
@@ -302,6 +316,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   auto consume = [&](auto fixed_max) {
   constexpr bool kFixedMax = decltype(fixed_max)::value;
   float o[32], s[kPages][32];
+  float row_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSums: rows g, g, g + 8, g + 8
   uint32_t p[kPages][16];
 #pragma unroll
   for (int i = 0; i < 32; ++i) o[i] = 0.0f;
@@ -322,11 +337,20 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   auto issue_pv = [&](int pv_stage) {
 #pragma unroll
     for (int h = 0; h < kPages; ++h) {
-      const uint32_t v_desc = slot0_desc + ((pv_stage * kPages + h) * kSlotBytes + kTileBytes) / 16;
+      const uint32_t v_desc =
+          slot0_desc + ((pv_stage * kPages + h) * S::kSlotBytes + kTileBytes) / 16;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        WgmmaRegisterShared(o, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2], p[h][4 * kk + 3],
-                            Descriptor(v_desc + kk * (16 * 128 / 16)));
+        if constexpr (S::kTensorSums) {
+          // The leading byte offset (bits 16-29) reaches the ones block from V.
+          constexpr uint32_t kOnesLeading = ((kOnesOffset - kTileBytes) / 16) << 16;
+          const uint32_t desc = (v_desc & 0xFFFFu) + kk * (16 * 128 / 16);
+          WgmmaRegisterShared72(o, row_sums, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
+                                p[h][4 * kk + 3], Descriptor(desc | kOnesLeading));
+        } else {
+          WgmmaRegisterShared(o, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
+                              p[h][4 * kk + 3], Descriptor(v_desc + kk * (16 * 128 / 16)));
+        }
       }
     }
   };
@@ -368,7 +392,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     WgmmaFence();
 #pragma unroll
     for (int h = 0; h < kPages; ++h) {
-      const uint32_t k_desc = slot0_desc + (stage * kPages + h) * kSlotBytes / 16;
+      const uint32_t k_desc = slot0_desc + (stage * kPages + h) * S::kSlotBytes / 16;
       WgmmaSharedSharedFirst(s[h], Descriptor(q_desc), Descriptor(k_desc));
 #pragma unroll
       for (int kk = 1; kk < D / 16; ++kk) {
@@ -383,6 +407,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     } else {
       WgmmaWait<0>();  // this S, and the previous iteration's P V
       PinRegisters(o);
+      PinRegisters(row_sums);
     }
 #pragma unroll
     for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
@@ -397,7 +422,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 #pragma unroll
         for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - bound) * kLog2e;
       }
-      float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+      [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
       auto expo = [&](auto masked) {
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
@@ -416,7 +441,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
                 float t = fmaf(x, scale_log2, row_k[h][i]) - c_key[e];
                 if (decltype(masked)::value && key + e >= limit[h][i]) t = -INFINITY;
                 x = FastExp2(t);
-                sum[i][(n % 2) * 2 + e] += x;
+                if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;
               }
             }
           }
@@ -429,7 +454,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       }
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
-        l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
+        if constexpr (!S::kTensorSums) l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
       }
     } else {
     // Scores in place; the row maxima over four partial chains each (a chain of 32 dependent
@@ -495,7 +520,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       rescale[i] = FastExp2((m[i] - new_max) * kLog2e);
       m[i] = new_max;
     }
-    float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
 #pragma unroll
     for (int h = 0; h < kPages; ++h) {
       const float shift[2] = {(m[0] - bias[h][0]) * kLog2e, (m[1] - bias[h][1]) * kLog2e};
@@ -507,14 +532,16 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           for (int e = 0; e < 2; ++e) {
             float& x = s[h][4 * n + 2 * i + e];
             x = FastExp2(fmaf(x, kLog2e, -shift[i]));
-            sum[i][(n % 2) * 2 + e] += x;
+            if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;
           }
         }
       }
     }
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
-      l[i] = l[i] * rescale[i] + ((sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]));
+      if constexpr (!S::kTensorSums) {
+        l[i] = l[i] * rescale[i] + ((sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]));
+      }
     }
     }  // online maxima
 
@@ -522,23 +549,32 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     if constexpr (S::kOverlap) {
       WgmmaWait<0>();
       PinRegisters(o);
+      PinRegisters(row_sums);
 #pragma unroll
       for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
     }
     __syncwarp();
     if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
-    if constexpr (!kFixedMax) RescaleRows(o, rescale);
+    if constexpr (!kFixedMax) {
+      RescaleRows(o, rescale);
+      if constexpr (S::kTensorSums) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) row_sums[j] *= rescale[j / 2];
+      }
+    }
 #pragma unroll
     for (int h = 0; h < kPages; ++h) PackProbabilities(s[h], p[h]);
     prev_stage = stage;
     if constexpr (!S::kOverlap) {
       PinRegisters(o);
+      PinRegisters(row_sums);
       WgmmaFence();
       issue_pv(stage);
       WgmmaCommit();
     }
   }
   PinRegisters(o);
+  PinRegisters(row_sums);
   if constexpr (S::kOverlap) {
     WgmmaFence();
     issue_pv(prev_stage);
@@ -546,10 +582,18 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   }
   WgmmaWait<0>();
   PinRegisters(o);
+  PinRegisters(row_sums);
   __syncwarp();
   if (lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
 
   // - Normalise and write this thread's two rows.
+  if constexpr (S::kTensorSums) {
+    // Each of the row's four threads holds its whole sum; WriteTaskRows adds the four up, which
+    // a quarter each makes exact.
+    PinRegisters(row_sums);
+    l[0] = row_sums[0] * 0.25f;
+    l[1] = row_sums[2] * 0.25f;
+  }
   WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
   };
   if (bound <= kFixedMaxBound) {
@@ -618,6 +662,8 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
   switch (shape) {
+    case TmaPrefillShape::kTwoGroups128KeysTensorSums:
+      return Launch<Shape<2, false, true>>(pool, rows, tasks, stream);
     case TmaPrefillShape::kTwoGroups128KeysOverlap:
       return Launch<Shape<2, true>>(pool, rows, tasks, stream);
     case TmaPrefillShape::kThreeGroups128KeysOverlap:

@@ -118,6 +118,19 @@ __device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], uint32_t a0,
       : FOXSERVE_WGMMA_D32_OPERANDS(d)
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b));
 }
+// d, e += A B for m64n72k16 (A in registers as above, B MN-major in shared memory): d the first
+// 64 columns, e the last 8 (the descriptor's leading byte offset reaches their 64-wide block).
+__device__ __forceinline__ void WgmmaRegisterShared72(float (&d)[32], float (&e)[4], uint32_t a0,
+                                                      uint32_t a1, uint32_t a2, uint32_t a3,
+                                                      uint64_t b) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n72k16.f32.bf16.bf16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "
+      "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35}, "
+      "{%36, %37, %38, %39}, %40, 1, 1, 1, 1;\n"
+      : FOXSERVE_WGMMA_D32_OPERANDS(d), "+f"(e[0]), "+f"(e[1]), "+f"(e[2]), "+f"(e[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "l"(b));
+}
 #undef FOXSERVE_WGMMA_D32
 #undef FOXSERVE_WGMMA_D32_OPERANDS
 #undef FOXSERVE_WGMMA_D32_OUTPUTS

@@ -121,6 +121,7 @@ enum class PrefillKernel {
   kMma,
   kWgmma,
   kTma,
+  kTmaTensorSums,
   kTmaOverlap,
   kTmaThreeGroupsOverlap,
 };
@@ -400,6 +401,8 @@ TEST(TmaPrefillTest, MatchesTheCpuTwin) {
   // (past the kernel's limit: online maxima again).
   for (double bound_scale : {0.0, 1.0, 2.5, 3.0}) {
     ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma, "tma", bound_scale);
+    ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaTensorSums,
+                                          "tma, row sums by the tensor cores", bound_scale);
     ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaOverlap, "tma, softmax under P V",
                                           bound_scale);
     ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaThreeGroupsOverlap,
