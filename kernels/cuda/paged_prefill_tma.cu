@@ -51,7 +51,7 @@ namespace {
 // FlashAttention-3 does. kOverlapArg: the softmax runs while the previous iteration's P V is on
 // the tensor cores (P, S and O live at once); otherwise a warp waits for both products before
 // its softmax and relies on the other warpgroup to keep the tensor cores busy.
-// kTensorSumsArg: the rows' sums of P come from the tensor cores: each slot carries a block of
+// kTensorSumsArg: the rows' sums of P come from the tensor cores: each V slot carries a block of
 // bf16 ones that O += P V reads as 8 more columns of V (m64n72), so that no thread adds up P.
 template <int kConsumersArg, bool kOverlapArg, bool kTensorSumsArg = false>
 struct Shape {
@@ -59,8 +59,8 @@ struct Shape {
   static constexpr int kPages = 2;
   static constexpr bool kOverlap = kOverlapArg;
   static constexpr bool kTensorSums = kTensorSumsArg;
-  // A page (K | V | C), rounded up to the 1 KB swizzle period; then the ones block.
-  static constexpr int kSlotBytes = (kTensorSums ? 25 : 17) * 1024;
+  // A page's V | C, rounded up to the 1 KB swizzle period; then the ones block.
+  static constexpr int kVcBytes = (kTensorSums ? 17 : 9) * 1024;
   static constexpr int kStages = 4;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   // Two consumers: 3 warps a sub-partition; three: 4 at 160 (FlashAttention-3's split for
@@ -71,7 +71,7 @@ struct Shape {
                 "the register file of an SM");
 };
 constexpr int kPageRows = static_cast<int>(kPageBytes / 128);  // 130: K 64 | V 64 | C 2
-constexpr int kOnesOffset = 17 * 1024;  // in a slot: the ones block (kTensorSums)
+constexpr int kOnesOffset = 9 * 1024;  // in a V slot: the ones block (kTensorSums)
 constexpr int kTileBytes = PS * D * 2;
 // The largest logit bound used as every row's softmax maximum: with 2 * 30 below fp32's 87 of
 // exponent range, probabilities that flush to zero weigh less than e^-27 of their row's largest.
@@ -83,7 +83,10 @@ static_assert(D * 2 == 128, "one tile row must be one 128-byte swizzle row");
 template <typename S>
 struct SharedState {  // placed at a 1024-byte boundary
   static constexpr int kStages = S::kStages;
-  uint8_t slot[kStages][S::kPages][S::kSlotBytes];
+  // A stage's pages: their K tiles back to back (one 128-key operand of S = Q K^T), and each
+  // page's V and C.
+  uint8_t k[kStages][S::kPages][kTileBytes];
+  uint8_t vc[kStages][S::kPages][S::kVcBytes];
   uint8_t q[S::kConsumers][kTileBytes];
   float bound[S::kConsumers][4];  // each consumer warp's largest row logit bound
   double base[kStages][S::kPages];  // block_base of the stage's pages
@@ -121,14 +124,14 @@ __device__ __forceinline__ void BarrierExpectBytes(uint64_t* bar, int bytes) {
                "r"(bytes)
                : "memory");
 }
-// One page (kPageRows rows of the pool viewed as [pages * kPageRows][128 bytes]) into `dst`.
-__device__ __forceinline__ void CopyPage(void* dst, const CUtensorMap* map, int32_t page,
+// A box of rows (the map's box) of the pool viewed as [pages * kPageRows][128 bytes], from row
+// `row`, into `dst`.
+__device__ __forceinline__ void CopyRows(void* dst, const CUtensorMap* map, int32_t row,
                                          uint64_t* bar) {
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
       " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(SharedAddress(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(page * kPageRows),
-      "r"(SharedAddress(bar))
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(0), "r"(row), "r"(SharedAddress(bar))
       : "memory");
 }
 // Named barrier of one consumer warpgroup (ids 1.., 0 is __syncthreads).
@@ -179,7 +182,8 @@ __device__ __forceinline__ bool Overlaps(const TaskSpan& t, int b0, int b1) {
 
 template <typename S>
 __global__ void __launch_bounds__(S::kThreads, 1)
-    PagedPrefillTmaKernel(const __grid_constant__ CUtensorMap pool_map, int32_t oob_page,
+    PagedPrefillTmaKernel(const __grid_constant__ CUtensorMap k_map,
+                          const __grid_constant__ CUtensorMap vc_map, int32_t oob_page,
                           CudaAttentionRows rows, CudaPrefillTasks tasks) {
   constexpr int kConsumers = S::kConsumers, kPages = S::kPages, kStages = S::kStages;
   extern __shared__ uint8_t raw[];
@@ -204,7 +208,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   if constexpr (S::kTensorSums) {
     constexpr int kChunks = kTileBytes / 16;  // 16-byte chunks of a ones block
     for (int i = tid; i < kStages * kPages * kChunks; i += S::kThreads) {
-      uint8_t* ones = sm.slot[i / (kPages * kChunks)][i / kChunks % kPages] + kOnesOffset;
+      uint8_t* ones = sm.vc[i / (kPages * kChunks)][i / kChunks % kPages] + kOnesOffset;
       reinterpret_cast<uint4*>(ones)[i % kChunks] =
           make_uint4(0x3F803F80u, 0x3F803F80u, 0x3F803F80u, 0x3F803F80u);  // bf16 1.0
     }
@@ -250,12 +254,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
             // A page past the walk's end is copied from past the end of the pool: TMA fills
             // zeros.
             sm.base[stage][h] = base[min(b0 + h, hi)];
-            CopyPage(sm.slot[stage][h], &pool_map, b0 + h <= hi ? id[h] : oob_page, copied);
+            const int32_t row = (b0 + h <= hi ? id[h] : oob_page) * kPageRows;
+            CopyRows(sm.k[stage][h], &k_map, row, copied);
+            CopyRows(sm.vc[stage][h], &vc_map, row + PS, copied);
           }
         }
         if (partial >= 0) {
           BarrierWait(&sm.landed, landed_uses++ & 1);
-          uint8_t* v = sm.slot[stage][partial] + kTileBytes + hi_written * 128;
+          uint8_t* v = sm.vc[stage][partial] + hi_written * 128;
           for (int i = lane; i < (PS - hi_written) * 8; i += 32) {
             reinterpret_cast<uint4*>(v)[i] = make_uint4(0, 0, 0, 0);
           }
@@ -312,7 +318,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
   const float scale = rows.scale;
   const uint32_t q_desc = TileDescriptorLow(sm.q[group]);
-  const uint32_t slot0_desc = TileDescriptorLow(sm.slot[0][0]);  // stage s page h: + (s P + h) slot
+  const uint32_t k0_desc = TileDescriptorLow(sm.k[0][0]);    // stage s: + s P tiles
+  const uint32_t vc0_desc = TileDescriptorLow(sm.vc[0][0]);  // stage s page h: + (s P + h) slots
   auto consume = [&](auto fixed_max) {
   constexpr bool kFixedMax = decltype(fixed_max)::value;
   float o[32], s[kPages][32];
@@ -337,13 +344,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   auto issue_pv = [&](int pv_stage) {
 #pragma unroll
     for (int h = 0; h < kPages; ++h) {
-      const uint32_t v_desc =
-          slot0_desc + ((pv_stage * kPages + h) * S::kSlotBytes + kTileBytes) / 16;
+      const uint32_t v_desc = vc0_desc + (pv_stage * kPages + h) * S::kVcBytes / 16;
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         if constexpr (S::kTensorSums) {
           // The leading byte offset (bits 16-29) reaches the ones block from V.
-          constexpr uint32_t kOnesLeading = ((kOnesOffset - kTileBytes) / 16) << 16;
+          constexpr uint32_t kOnesLeading = (kOnesOffset / 16) << 16;
           const uint32_t desc = (v_desc & 0xFFFFu) + kk * (16 * 128 / 16);
           WgmmaRegisterShared72(o, row_sums, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
                                 p[h][4 * kk + 3], Descriptor(desc | kOnesLeading));
@@ -390,14 +396,11 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // behind it). (Scoring each page as soon as its own S lands measured 2-3% slower.) S is only
     // written here: the last iteration's scores are dead.
     WgmmaFence();
+    const uint32_t k_desc = k0_desc + stage * kPages * kTileBytes / 16;
+    WgmmaSharedShared128First(s[0], s[1], Descriptor(q_desc), Descriptor(k_desc));
 #pragma unroll
-    for (int h = 0; h < kPages; ++h) {
-      const uint32_t k_desc = slot0_desc + (stage * kPages + h) * S::kSlotBytes / 16;
-      WgmmaSharedSharedFirst(s[h], Descriptor(q_desc), Descriptor(k_desc));
-#pragma unroll
-      for (int kk = 1; kk < D / 16; ++kk) {
-        WgmmaSharedShared(s[h], Descriptor(q_desc + 2 * kk), Descriptor(k_desc + 2 * kk), 1);
-      }
+    for (int kk = 1; kk < D / 16; ++kk) {
+      WgmmaSharedShared128(s[0], s[1], Descriptor(q_desc + 2 * kk), Descriptor(k_desc + 2 * kk));
     }
     WgmmaCommit();
     if constexpr (S::kOverlap) {
@@ -426,7 +429,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       auto expo = [&](auto masked) {
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
-          const float* c = reinterpret_cast<const float*>(sm.slot[stage][h] + 2 * kTileBytes);
+          const float* c = reinterpret_cast<const float*>(sm.vc[stage][h] + kTileBytes);
 #pragma unroll
           for (int n = 0; n < PS / 8; ++n) {
             const int key = 8 * n + 2 * t4, crow = key / 32;
@@ -469,7 +472,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       }
       {
         constexpr int h = decltype(page)::value;
-        const float* c = reinterpret_cast<const float*>(sm.slot[stage][h] + 2 * kTileBytes);
+        const float* c = reinterpret_cast<const float*>(sm.vc[stage][h] + kTileBytes);
 #pragma unroll
         for (int n = 0; n < PS / 8; ++n) {
           // Keys 8n + 2t4 + {0, 1}: C row 128 + key / 32, its 16-byte chunk (key % 32) / 4
@@ -603,9 +606,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   }
 }
 
-// The pool as a 2-D tensor of 128-byte rows, read in boxes of one page (130 rows) in the
-// 128-byte swizzle.
-cudaError_t EncodePoolMap(const CudaKvPool& pool, CUtensorMap* map) {
+// The pool as a 2-D tensor of 128-byte rows, read in boxes of `box_rows` rows (a page's K, or
+// its V and C) in the 128-byte swizzle.
+cudaError_t EncodePoolMap(const CudaKvPool& pool, uint32_t box_rows, CUtensorMap* map) {
   static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult found{};
@@ -619,7 +622,7 @@ cudaError_t EncodePoolMap(const CudaKvPool& pool, CUtensorMap* map) {
   if (encode == nullptr) return cudaErrorNotSupported;
   const cuuint64_t dims[2] = {64, static_cast<cuuint64_t>(pool.num_pages) * kPageRows};
   const cuuint64_t strides[1] = {128};
-  const cuuint32_t box[2] = {64, static_cast<cuuint32_t>(kPageRows)};
+  const cuuint32_t box[2] = {64, box_rows};
   const cuuint32_t element_strides[2] = {1, 1};
   const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, pool.data, dims, strides, box,
                             element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
@@ -638,8 +641,9 @@ namespace {
 template <typename S>
 cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
                    const CudaPrefillTasks& tasks, cudaStream_t stream) {
-  CUtensorMap map;
-  if (cudaError_t e = EncodePoolMap(pool, &map); e != cudaSuccess) return e;
+  CUtensorMap k_map, vc_map;
+  if (cudaError_t e = EncodePoolMap(pool, PS, &k_map); e != cudaSuccess) return e;
+  if (cudaError_t e = EncodePoolMap(pool, kPageRows - PS, &vc_map); e != cudaSuccess) return e;
   if (cudaError_t e = cudaFuncSetAttribute(PagedPrefillTmaKernel<S>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            kSharedBytes<S>);
@@ -648,7 +652,7 @@ cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
   }
   PagedPrefillTmaKernel<S><<<(tasks.count + S::kConsumers - 1) / S::kConsumers, S::kThreads,
                              kSharedBytes<S>, stream>>>(
-      map, static_cast<int32_t>(pool.num_pages), rows, tasks);
+      k_map, vc_map, static_cast<int32_t>(pool.num_pages), rows, tasks);
   return cudaGetLastError();
 }
 

@@ -108,6 +108,31 @@ __device__ __forceinline__ void WgmmaSharedSharedFirst(float (&d)[32], uint64_t 
       : FOXSERVE_WGMMA_D32_OUTPUTS(d)
       : "l"(a), "l"(b), "r"(0));
 }
+// d0 | d1 (+)= A B for m64n128k16, A and B (K-major, 128 rows) in shared memory: d0 holds the
+// first 64 columns of the accumulator, d1 the last 64; `First` only writes them.
+#define FOXSERVE_WGMMA_D64                                                                      \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
+  "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "  \
+  "%38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, "  \
+  "%56, %57, %58, %59, %60, %61, %62, %63}"
+__device__ __forceinline__ void WgmmaSharedShared128First(float (&d0)[32], float (&d1)[32],
+                                                          uint64_t a, uint64_t b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D64
+      ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : FOXSERVE_WGMMA_D32_OUTPUTS(d0), FOXSERVE_WGMMA_D32_OUTPUTS(d1)
+      : "l"(a), "l"(b), "r"(0));
+}
+__device__ __forceinline__ void WgmmaSharedShared128(float (&d0)[32], float (&d1)[32], uint64_t a,
+                                                     uint64_t b) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D64
+      ", %64, %65, 1, 1, 1, 0, 0;\n"
+      : FOXSERVE_WGMMA_D32_OPERANDS(d0), FOXSERVE_WGMMA_D32_OPERANDS(d1)
+      : "l"(a), "l"(b));
+}
+#undef FOXSERVE_WGMMA_D64
 // d += A B for m64n64k16, A in registers (a0..a3: the m16n8k16 A layout per warp), B MN-major
 // in shared memory.
 __device__ __forceinline__ void WgmmaRegisterShared(float (&d)[32], uint32_t a0, uint32_t a1,
