@@ -287,15 +287,14 @@ int Run(int argc, char** argv) {
         bool bounded;
         double ms = 0, diff = 0;
       };
-      // "o": the softmax under the previous P V (TmaPrefillShape's Overlap shapes); "t": the
-      // rows' sums of P by the tensor cores.
+      // "o": the softmax under the previous P V (the three-group shape); "t": the rows' sums of
+      // P by the tensor cores.
       TmaCase tma_cases[] = {{"2x128b", TmaPrefillShape::kTwoGroups128Keys, true},
                              {"2x128", TmaPrefillShape::kTwoGroups128Keys, false},
                              {"2x128tb", TmaPrefillShape::kTwoGroups128KeysTensorSums, true},
                              {"2x128t", TmaPrefillShape::kTwoGroups128KeysTensorSums, false},
-                             {"2x128ob", TmaPrefillShape::kTwoGroups128KeysOverlap, true},
-                             {"2x128o", TmaPrefillShape::kTwoGroups128KeysOverlap, false},
-                             {"3x128ob", TmaPrefillShape::kThreeGroups128KeysOverlap, true}};
+                             {"3x128ob", TmaPrefillShape::kThreeGroups128KeysOverlap, true},
+                             {"3x128o", TmaPrefillShape::kThreeGroups128KeysOverlap, false}};
       for (TmaCase& k : tma_cases) {
         const TmaPrefillShape tma_shape = k.shape;
         CudaAttentionRows r = rows;

@@ -125,7 +125,8 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->logit_bounds = ComputeLogitBounds(*w);
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
   FOXSERVE_RETURN_IF_ERROR(
-      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma"}, &impl->prefill_kernel));
+      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma", "tma3"},
+                 &impl->prefill_kernel));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
   if (const char* chunk = std::getenv("FOXSERVE_DECODE_CHUNK_BLOCKS"); chunk != nullptr) {
     int32_t blocks = 0;
@@ -706,7 +707,11 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
                 ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)
             : prefill_kernel == kPrefillMma
                 ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
-                : kernels::LaunchPagedPrefillTma(kv, plan.rows, plan.prefill, stream),
+                : kernels::LaunchPagedPrefillTma(
+                      kv, plan.rows, plan.prefill, stream,
+                      prefill_kernel == kPrefillTma3
+                          ? kernels::TmaPrefillShape::kThreeGroups128KeysOverlap
+                          : kernels::TmaPrefillShape::kTwoGroups128Keys),
             "prefill attention"));
   stages.Mark("decode attention", stream);
   if (plan.decode.count > 0) {

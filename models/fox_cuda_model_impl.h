@@ -102,7 +102,8 @@ struct FoxCudaModel::Impl {
   // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=tma|wgmma|mma: the default,
   // the producer/consumer TMA kernel with the rows' logit bounds as softmax maxima; the wgmma
   // kernel it replaced; the mma.sync kernel before that).
-  static constexpr int kPrefillTma = 0, kPrefillWgmma = 1, kPrefillMma = 2;
+  // tma3: the TMA kernel with three consumer warpgroups.
+  static constexpr int kPrefillTma = 0, kPrefillWgmma = 1, kPrefillMma = 2, kPrefillTma3 = 3;
   int prefill_kernel = kPrefillTma;
   // Key blocks per split-K decode task: fixed by FOXSERVE_DECODE_CHUNK_BLOCKS (benchmarks), else
   // 0: chosen per step by kernels::ChooseDecodeChunkBlocks (16 or 32).

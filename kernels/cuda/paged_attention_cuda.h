@@ -102,14 +102,14 @@ cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionR
 // consumer warpgroups that take 128 keys an iteration (FlashAttention-3's structure). Where the
 // rows carry logit bounds (row_logit_bound, <= 30), they are the softmax maxima: no running
 // maxima or rescaling. Same bf16 rounding of P; the default of the CUDA model.
-// shape: consumer warpgroups, each taking 128 keys an iteration. By default a warp waits for its
-// P V and S = Q K^T before the softmax and the other warpgroup keeps the tensor cores busy;
-// "Overlap": the softmax runs while the previous P V is in flight (FlashAttention-3's
-// intra-warpgroup overlap; more registers, measured slower with logit bounds).
+// shape: consumer warpgroups, each taking 128 keys an iteration. Two: a warp waits for its
+// P V and S = Q K^T before the softmax, the other warpgroup keeping the tensor cores busy (the
+// CUDA model's default). Three: the softmax runs while the previous P V is in flight
+// (FlashAttention-3's intra-warpgroup overlap at its hdim-64 shape; fastest on long prompts
+// alone, not end to end). TensorSums: the rows' sums of P by the tensor cores (a ones block).
 enum class TmaPrefillShape {
   kTwoGroups128Keys,
-  kTwoGroups128KeysTensorSums,  // the rows' sums of P by the tensor cores (a ones block)
-  kTwoGroups128KeysOverlap,
+  kTwoGroups128KeysTensorSums,
   kThreeGroups128KeysOverlap,
 };
 cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,

@@ -5,22 +5,25 @@
 // a block; Nsight showed it latency-bound (58% of issue slots busy) with tensor cores, exp2 and
 // the other softmax instructions taking about the sum of their times. Here, as in
 // FlashAttention-3:
-//   - one producer warp (one thread) copies whole KV pages with the tensor memory accelerator
-//     (TMA: one bulk copy of a page's 130 rows of 128 bytes, K | V | C, landing in the 128-byte
-//     swizzle that wgmma reads) into a ring of stages guarded by mbarriers; consumers never
-//     compute an address or wait on a CTA barrier;
-//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) an iteration;
+//   - one producer warp (one thread) copies KV pages with the tensor memory accelerator (TMA:
+//     two bulk copies a page, its K rows and its V | C rows, 128 bytes each, landing in the
+//     128-byte swizzle that wgmma reads) into a ring of stages guarded by mbarriers; consumers
+//     never compute an address or wait on a CTA barrier;
+//   - each consumer warpgroup owns a 64-row task and takes 128 keys (two pages) an iteration:
+//     the stage's two K tiles lie back to back, so S = Q K^T is one m64n128 product a k-step;
 //   - where the rows carry logit bounds (|q.k| scale <= kFixedMaxBound; the planner has them from
 //     the measured norms), the bound is every row's softmax maximum: per score one FFMA (scale
 //     and the row's decay), one FFMA (the key's decay), one ex2 and one add, with no row maxima,
 //     shuffles or rescaling of O, and a score's exponent can start as soon as it lands. Without
 //     bounds the online softmax runs (one more FFMA and a max per score).
-//   - by default a warpgroup issues S = Q K^T behind its previous P V and waits for both before
-//     the softmax, the other warpgroup filling the tensor cores meanwhile; the Overlap shapes
-//     run the softmax under the previous P V instead (FlashAttention-3's intra-warpgroup
-//     overlap), which holds S, P and O at once.
-// Measured on the H200 (bench/RESULTS.md, eighth stop): with bounds 1.29x the wgmma kernel's
-// speed at 2x32768 dense; the CUDA model's default (FOXSERVE_PREFILL_KERNEL=tma|wgmma|mma).
+//   - with two consumers (the default) a warpgroup issues its previous P V and this S = Q K^T
+//     and waits for both before the softmax, the other warpgroup filling the tensor cores
+//     meanwhile; with three (FlashAttention-3's hdim-64 shape) each runs its softmax under its
+//     previous P V, holding S, P and O at once in 160 registers (ptxas spills some).
+// Measured on the H200 (bench/RESULTS.md, eighth stop), dense with bounds at 2x32768: two
+// consumers 17.06 ms, three 15.42 (88% of SDPA's speed), the wgmma kernel 20.94; end to end the
+// two-consumer shape is as fast or faster (prefill chunks attend to long contexts), so it is
+// the CUDA model's default (FOXSERVE_PREFILL_KERNEL=tma|tma3|wgmma|mma).
 // A CTA runs kConsumers consecutive tasks; tasks of the same (sequence, head) whose key ranges
 // join form one walk over the union of their ranges, sharing every page copied; the producer
 // arrives on a stage's "empty" barrier for the consumers of the walk that do not need it.
@@ -64,7 +67,7 @@ struct Shape {
   static constexpr int kStages = 4;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   // Two consumers: 3 warps a sub-partition; three: 4 at 160 (FlashAttention-3's split for
-  // hdim 64, which leaves the producer 32; both spill a little there).
+  // hdim 64, which leaves the producer 32; both spill some there, 440 bytes a thread).
   static constexpr int kProducerRegisters = kConsumers == 3 ? 32 : 56;
   static constexpr int kConsumerRegisters = kConsumers == 3 ? 160 : 224;
   static_assert(kProducerRegisters * 128 + kConsumerRegisters * 128 * kConsumers <= 65536,
@@ -668,8 +671,6 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   switch (shape) {
     case TmaPrefillShape::kTwoGroups128KeysTensorSums:
       return Launch<Shape<2, false, true>>(pool, rows, tasks, stream);
-    case TmaPrefillShape::kTwoGroups128KeysOverlap:
-      return Launch<Shape<2, true>>(pool, rows, tasks, stream);
     case TmaPrefillShape::kThreeGroups128KeysOverlap:
       return Launch<Shape<3, true>>(pool, rows, tasks, stream);
     case TmaPrefillShape::kTwoGroups128Keys:

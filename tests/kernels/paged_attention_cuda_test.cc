@@ -122,7 +122,6 @@ enum class PrefillKernel {
   kWgmma,
   kTma,
   kTmaTensorSums,
-  kTmaOverlap,
   kTmaThreeGroupsOverlap,
 };
 
@@ -403,8 +402,6 @@ TEST(TmaPrefillTest, MatchesTheCpuTwin) {
     ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma, "tma", bound_scale);
     ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaTensorSums,
                                           "tma, row sums by the tensor cores", bound_scale);
-    ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaOverlap, "tma, softmax under P V",
-                                          bound_scale);
     ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaThreeGroupsOverlap,
                                           "tma, 3 groups, softmax under P V", bound_scale);
   }
