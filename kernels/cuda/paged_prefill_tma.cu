@@ -183,6 +183,26 @@ __device__ __forceinline__ bool Overlaps(const TaskSpan& t, int b0, int b1) {
   return t.start <= b1 && b0 <= t.last_block;
 }
 
+// The decays (c relative to the page's base) of keys 8 n + 2 t4 and 8 n + 2 t4 + 1 of the page
+// whose V | C slot is `vc`: C row key / 32 after V, its 16-byte chunk (key % 32) / 4 swizzled.
+__device__ __forceinline__ float2 KeyDecays(const uint8_t* vc, int n, int t4) {
+  const float* c = reinterpret_cast<const float*>(vc + kTileBytes);
+  const int key = 8 * n + 2 * t4, crow = key / 32;
+  return *reinterpret_cast<const float2*>(c + crow * 32 + ((((key % 32) / 4) ^ crow) * 4) +
+                                          key % 4);
+}
+
+// Calls f with std::true_type when `masked`, else std::false_type: one code path for the
+// iterations that mask scores and one for the rest.
+template <typename F>
+__device__ __forceinline__ void Masking(bool masked, F&& f) {
+  if (masked) {
+    f(std::true_type());
+  } else {
+    f(std::false_type());
+  }
+}
+
 template <typename S>
 __global__ void __launch_bounds__(S::kThreads, 1)
     PagedPrefillTmaKernel(const __grid_constant__ CUtensorMap k_map,
@@ -432,12 +452,10 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       auto expo = [&](auto masked) {
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
-          const float* c = reinterpret_cast<const float*>(sm.vc[stage][h] + kTileBytes);
 #pragma unroll
           for (int n = 0; n < PS / 8; ++n) {
-            const int key = 8 * n + 2 * t4, crow = key / 32;
-            const float2 cc = *reinterpret_cast<const float2*>(
-                c + crow * 32 + ((((key % 32) / 4) ^ crow) * 4) + key % 4);
+            const int key = 8 * n + 2 * t4;
+            const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
             const float c_key[2] = {cc.x * kLog2e, cc.y * kLog2e};
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
@@ -453,11 +471,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           }
         }
       };
-      if (masked) {
-        expo(std::true_type());
-      } else {
-        expo(std::false_type());
-      }
+      Masking(masked, expo);
 #pragma unroll
       for (int i = 0; i < 2; ++i) {
         if constexpr (!S::kTensorSums) l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
@@ -475,14 +489,10 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       }
       {
         constexpr int h = decltype(page)::value;
-        const float* c = reinterpret_cast<const float*>(sm.vc[stage][h] + kTileBytes);
 #pragma unroll
         for (int n = 0; n < PS / 8; ++n) {
-          // Keys 8n + 2t4 + {0, 1}: C row 128 + key / 32, its 16-byte chunk (key % 32) / 4
-          // swizzled.
-          const int key = 8 * n + 2 * t4, crow = key / 32;
-          const float2 cc = *reinterpret_cast<const float2*>(
-              c + crow * 32 + ((((key % 32) / 4) ^ crow) * 4) + key % 4);
+          const int key = 8 * n + 2 * t4;
+          const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
           const float c_key[2] = {cc.x, cc.y};
 #pragma unroll
           for (int i = 0; i < 2; ++i) {
@@ -513,11 +523,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       score(masked, std::integral_constant<int, 0>());
       if constexpr (kPages == 2) score(masked, std::integral_constant<int, 1>());
     };
-    if (masked) {
-      score_pages(std::true_type());
-    } else {
-      score_pages(std::false_type());
-    }
+    Masking(masked, score_pages);
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
@@ -602,11 +608,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   }
   WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
   };
-  if (bound <= kFixedMaxBound) {
-    consume(std::true_type());
-  } else {
-    consume(std::false_type());
-  }
+  // (Masking's dispatch, on whether the bound serves as the maximum.)
+  Masking(bound <= kFixedMaxBound, consume);
 }
 
 // The pool as a 2-D tensor of 128-byte rows, read in boxes of `box_rows` rows (a page's K, or
