@@ -415,7 +415,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(my_rows.c[i] - page_base);
     }
 
-    // - S = Q K^T for the stage's pages (in the Overlap shapes with the previous iteration's P V
+    // - S = Q K^T for the stage's pages (with three consumers, the previous iteration's P V
     // behind it). (Scoring each page as soon as its own S lands measured 2-3% slower.) S is only
     // written here: the last iteration's scores are dead.
     WgmmaFence();
