@@ -26,25 +26,22 @@ __device__ __forceinline__ void FenceProxyAsync() {
 }
 
 // Matrix descriptor of a 64 x 64 bf16 tile in the 128-byte swizzle: start address, both byte
-// offsets 1024 (eight 128-byte rows; for the MN-major V one of them strides the k groups and the
-// other would stride a second 64-wide column block, which a 64-wide tile does not have), layout
-// type 1 = 128-byte swizzle. Adding n to the descriptor moves the start by 16 n bytes.
-__device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
-  const uint32_t address = SharedAddress(tile);
-  return static_cast<uint64_t>((address & 0x3FFFF) >> 4) | (uint64_t{1024 >> 4} << 16) |
-         (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
-}
-
-// The same descriptor in two halves: the low word holds the start address (and the leading
-// byte offset), the high word is the same for every tile. Stepping a descriptor by 32-bit adds
+// offsets 1024 (eight 128-byte rows; for the MN-major V the leading one strides 64-wide column
+// blocks, which a 64-wide tile does not have, and the stride one the k groups), layout type 1 =
+// 128-byte swizzle. Built in two halves: the low word holds the start address and the leading
+// byte offset, the high word is the same for every tile. Stepping a descriptor by 32-bit adds
 // to its low word spares the 64-bit adds and moves the compiler otherwise emits before each
-// wgmma (the address field cannot carry: shared addresses are below 256 KB).
+// wgmma (the address field cannot carry: shared addresses are below 256 KB); adding n moves the
+// start by 16 n bytes.
 constexpr uint32_t kTileDescriptorHigh = (1024 >> 4) | (1u << 30);
 __device__ __forceinline__ uint32_t TileDescriptorLow(const void* tile) {
   return ((SharedAddress(tile) & 0x3FFFF) >> 4) | ((1024 >> 4) << 16);
 }
 __device__ __forceinline__ uint64_t Descriptor(uint32_t low) {
   return (static_cast<uint64_t>(kTileDescriptorHigh) << 32) | low;
+}
+__device__ __forceinline__ uint64_t TileDescriptor(const void* tile) {
+  return Descriptor(TileDescriptorLow(tile));
 }
 
 __device__ __forceinline__ void WgmmaFence() {
@@ -74,19 +71,14 @@ __device__ __forceinline__ void PinRegisters(uint32_t (&r)[N]) {
 #define FOXSERVE_WGMMA_D32                                                                       \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
   "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-#define FOXSERVE_WGMMA_D32_OPERANDS(d)                                                           \
-  "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),          \
-      "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), \
-      "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]),           \
-      "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]),           \
-      "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-
-#define FOXSERVE_WGMMA_D32_OUTPUTS(d)                                                            \
-  "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]),          \
-      "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), \
-      "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]),           \
-      "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]),           \
-      "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31])
+// The 32 accumulator registers as asm operands: c is "+f" (read and written) or "=f" (written).
+#define FOXSERVE_WGMMA_D32_REGS(c, d)                                                         \
+  c(d[0]), c(d[1]), c(d[2]), c(d[3]), c(d[4]), c(d[5]), c(d[6]), c(d[7]), c(d[8]), c(d[9]),   \
+      c(d[10]), c(d[11]), c(d[12]), c(d[13]), c(d[14]), c(d[15]), c(d[16]), c(d[17]),         \
+      c(d[18]), c(d[19]), c(d[20]), c(d[21]), c(d[22]), c(d[23]), c(d[24]), c(d[25]),         \
+      c(d[26]), c(d[27]), c(d[28]), c(d[29]), c(d[30]), c(d[31])
+#define FOXSERVE_WGMMA_D32_OPERANDS(d) FOXSERVE_WGMMA_D32_REGS("+f", d)
+#define FOXSERVE_WGMMA_D32_OUTPUTS(d) FOXSERVE_WGMMA_D32_REGS("=f", d)
 
 // d (+)= A B for m64n64k16, A and B (K-major) in shared memory; accumulate when `accumulate`.
 __device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, uint64_t b,
@@ -98,18 +90,9 @@ __device__ __forceinline__ void WgmmaSharedShared(float (&d)[32], uint64_t a, ui
       : FOXSERVE_WGMMA_D32_OPERANDS(d)
       : "l"(a), "l"(b), "r"(accumulate));
 }
-// d = A B for m64n64k16 (the first k-step of a product): d is only written, so the compiler
-// need not keep its previous values alive across a loop.
-__device__ __forceinline__ void WgmmaSharedSharedFirst(float (&d)[32], uint64_t a, uint64_t b) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " FOXSERVE_WGMMA_D32
-      ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : FOXSERVE_WGMMA_D32_OUTPUTS(d)
-      : "l"(a), "l"(b), "r"(0));
-}
 // d0 | d1 (+)= A B for m64n128k16, A and B (K-major, 128 rows) in shared memory: d0 holds the
-// first 64 columns of the accumulator, d1 the last 64; `First` only writes them.
+// first 64 columns of the accumulator, d1 the last 64. `First` (a product's first k-step) only
+// writes them, so the compiler need not keep their previous values alive across a loop.
 #define FOXSERVE_WGMMA_D64                                                                      \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, " \
   "%20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, "  \
@@ -159,6 +142,7 @@ __device__ __forceinline__ void WgmmaRegisterShared72(float (&d)[32], float (&e)
 #undef FOXSERVE_WGMMA_D32
 #undef FOXSERVE_WGMMA_D32_OPERANDS
 #undef FOXSERVE_WGMMA_D32_OUTPUTS
+#undef FOXSERVE_WGMMA_D32_REGS
 
 __device__ __forceinline__ float FastExp2(float x) {
   float y;
