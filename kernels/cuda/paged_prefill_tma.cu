@@ -51,16 +51,17 @@ namespace {
 // A kernel shape: consumer warpgroups (one task each), each taking two pages (128 keys) an
 // iteration. Registers are split per SM sub-partition (16 K each, warps dealt round-robin); the
 // producer warpgroup gives most of its share to the consumers with setmaxnreg, as
-// FlashAttention-3 does. kOverlapArg: the softmax runs while the previous iteration's P V is on
-// the tensor cores (P, S and O live at once); otherwise a warp waits for both products before
-// its softmax and relies on the other warpgroup to keep the tensor cores busy.
+// FlashAttention-3 does. With three consumers (kOverlap) the softmax runs while the previous
+// iteration's P V is on the tensor cores (P, S and O live at once); with two a warp waits for
+// both products before its softmax and relies on the other warpgroup to keep the tensor cores
+// busy (measured faster for two, and three without the overlap spill and were slower).
 // kTensorSumsArg: the rows' sums of P come from the tensor cores: each V slot carries a block of
 // bf16 ones that O += P V reads as 8 more columns of V (m64n72), so that no thread adds up P.
-template <int kConsumersArg, bool kOverlapArg, bool kTensorSumsArg = false>
+template <int kConsumersArg, bool kTensorSumsArg = false>
 struct Shape {
   static constexpr int kConsumers = kConsumersArg;
   static constexpr int kPages = 2;
-  static constexpr bool kOverlap = kOverlapArg;
+  static constexpr bool kOverlap = kConsumers == 3;
   static constexpr bool kTensorSums = kTensorSumsArg;
   // A page's V | C, rounded up to the 1 KB swizzle period; then the ones block.
   static constexpr int kVcBytes = (kTensorSums ? 17 : 9) * 1024;
@@ -344,269 +345,269 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   const uint32_t k0_desc = TileDescriptorLow(sm.k[0][0]);    // stage s: + s P tiles
   const uint32_t vc0_desc = TileDescriptorLow(sm.vc[0][0]);  // stage s page h: + (s P + h) slots
   auto consume = [&](auto fixed_max) {
-  constexpr bool kFixedMax = decltype(fixed_max)::value;
-  float o[32], s[kPages][32];
-  float row_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSums: rows g, g, g + 8, g + 8
-  uint32_t p[kPages][16];
+    constexpr bool kFixedMax = decltype(fixed_max)::value;
+    float o[32], s[kPages][32];
+    float row_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSums: rows g, g, g + 8, g + 8
+    uint32_t p[kPages][16];
 #pragma unroll
-  for (int i = 0; i < 32; ++i) o[i] = 0.0f;
+    for (int i = 0; i < 32; ++i) o[i] = 0.0f;
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
+    for (int i = 0; i < 16; ++i) {
 #pragma unroll
-    for (int h = 0; h < kPages; ++h) p[h][i] = 0;
-  }
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // m: natural-log units
-  // Every wgmma is issued unconditionally (ptxas serializes wgmma on divergent paths): a half
-  // the task does not see has P = 0 against finite V (live pages, zero-filled tails and zero
-  // pages), and the first iteration's "previous" P V is P = 0 against its own stage.
-  const int first_pair = lo + (max(mine.start, lo) - lo) / kPages * kPages;
-  g += (first_pair - lo) / kPages;
-  int prev_stage = g % kStages;
-
-  // O += P V of the previous iteration's stage.
-  auto issue_pv = [&](int pv_stage) {
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) {
-      const uint32_t v_desc = vc0_desc + (pv_stage * kPages + h) * S::kVcBytes / 16;
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        if constexpr (S::kTensorSums) {
-          // The leading byte offset (bits 16-29) reaches the ones block from V.
-          constexpr uint32_t kOnesLeading = (kOnesOffset / 16) << 16;
-          const uint32_t desc = (v_desc & 0xFFFFu) + kk * (16 * 128 / 16);
-          WgmmaRegisterShared72(o, row_sums, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
-                                p[h][4 * kk + 3], Descriptor(desc | kOnesLeading));
-        } else {
-          WgmmaRegisterShared(o, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
-                              p[h][4 * kk + 3], Descriptor(v_desc + kk * (16 * 128 / 16)));
-        }
-      }
+      for (int h = 0; h < kPages; ++h) p[h][i] = 0;
     }
-  };
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // m: natural-log units
+    // Every wgmma is issued unconditionally (ptxas serializes wgmma on divergent paths): a half
+    // the task does not see has P = 0 against finite V (live pages, zero-filled tails and zero
+    // pages), and the first iteration's "previous" P V is P = 0 against its own stage.
+    const int first_pair = lo + (max(mine.start, lo) - lo) / kPages * kPages;
+    g += (first_pair - lo) / kPages;
+    int prev_stage = g % kStages;
 
-  for (int b0 = first_pair; b0 <= mine.last_block; b0 += kPages, ++g) {
-    const int stage = g % kStages;
-    bool half[kPages];
-    int limit[kPages][2];  // [page][row]: keys of the page this row may see
-    bool masked = b0 + kPages - 1 >= mine.last_block;
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) {
-      const int blk = b0 + h;
-      half[h] = blk >= mine.start && blk <= mine.last_block;
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        limit[h][i] =
-            !half[h] ? 0 : (blk == mine.last_block ? my_rows.position[i] % PS + 1 : PS);
-      }
-    }
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) masked = masked || !half[h];
-    while (*static_cast<volatile int*>(&sm.issued[stage]) != g) __nanosleep(64);
-    BarrierWait(&sm.full[stage], (g / kStages) & 1);
-
-    // - Decayed online softmax over the stage's keys, in natural-log units until the exponent:
-    // x = s * scale - c_key (one FFMA; the key's c relative to its page's base), the row's decay
-    // to that page enters per row as bias[h][i], and p = 2^(x log2(e) - shift) (one FFMA).
-    float bias[kPages][2];
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) {
-      const double page_base = sm.base[stage][h];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(my_rows.c[i] - page_base);
-    }
-
-    // - S = Q K^T for the stage's pages (with three consumers, the previous iteration's P V
-    // behind it). (Scoring each page as soon as its own S lands measured 2-3% slower.) S is only
-    // written here: the last iteration's scores are dead.
-    WgmmaFence();
-    const uint32_t k_desc = k0_desc + stage * kPages * kTileBytes / 16;
-    WgmmaSharedShared128First(s[0], s[1], Descriptor(q_desc), Descriptor(k_desc));
-#pragma unroll
-    for (int kk = 1; kk < D / 16; ++kk) {
-      WgmmaSharedShared128(s[0], s[1], Descriptor(q_desc + 2 * kk), Descriptor(k_desc + 2 * kk));
-    }
-    WgmmaCommit();
-    if constexpr (S::kOverlap) {
-      issue_pv(prev_stage);
-      WgmmaCommit();
-      WgmmaWait<1>();
-    } else {
-      WgmmaWait<0>();  // this S, and the previous iteration's P V
-      PinRegisters(o);
-      PinRegisters(row_sums);
-    }
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
-
-    float rescale[2] = {1.0f, 1.0f};
-    if constexpr (kFixedMax) {
-      // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): one FFMA and one add a score.
-      const float scale_log2 = scale * kLog2e;
-      float row_k[kPages][2];
+    // O += P V of the previous iteration's stage.
+    auto issue_pv = [&](int pv_stage) {
 #pragma unroll
       for (int h = 0; h < kPages; ++h) {
+        const uint32_t v_desc = vc0_desc + (pv_stage * kPages + h) * S::kVcBytes / 16;
 #pragma unroll
-        for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - bound) * kLog2e;
+        for (int kk = 0; kk < 4; ++kk) {
+          if constexpr (S::kTensorSums) {
+            // The leading byte offset (bits 16-29) reaches the ones block from V.
+            constexpr uint32_t kOnesLeading = (kOnesOffset / 16) << 16;
+            const uint32_t desc = (v_desc & 0xFFFFu) + kk * (16 * 128 / 16);
+            WgmmaRegisterShared72(o, row_sums, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
+                                  p[h][4 * kk + 3], Descriptor(desc | kOnesLeading));
+          } else {
+            WgmmaRegisterShared(o, p[h][4 * kk], p[h][4 * kk + 1], p[h][4 * kk + 2],
+                                p[h][4 * kk + 3], Descriptor(v_desc + kk * (16 * 128 / 16)));
+          }
+        }
       }
-      [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-      auto expo = [&](auto masked) {
+    };
+
+    for (int b0 = first_pair; b0 <= mine.last_block; b0 += kPages, ++g) {
+      const int stage = g % kStages;
+      bool half[kPages];
+      int limit[kPages][2];  // [page][row]: keys of the page this row may see
+      bool masked = b0 + kPages - 1 >= mine.last_block;
+#pragma unroll
+      for (int h = 0; h < kPages; ++h) {
+        const int blk = b0 + h;
+        half[h] = blk >= mine.start && blk <= mine.last_block;
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          limit[h][i] =
+              !half[h] ? 0 : (blk == mine.last_block ? my_rows.position[i] % PS + 1 : PS);
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < kPages; ++h) masked = masked || !half[h];
+      while (*static_cast<volatile int*>(&sm.issued[stage]) != g) __nanosleep(64);
+      BarrierWait(&sm.full[stage], (g / kStages) & 1);
+
+      // - The row's decay to each page of the stage (natural-log units); the keys' own, relative
+      // to their page's base, come from the page's C rows as the scores are taken.
+      float bias[kPages][2];
+#pragma unroll
+      for (int h = 0; h < kPages; ++h) {
+        const double page_base = sm.base[stage][h];
+#pragma unroll
+        for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(my_rows.c[i] - page_base);
+      }
+
+      // - S = Q K^T for the stage's pages (with three consumers, the previous iteration's P V
+      // behind it). (Scoring each page as soon as its own S lands measured 2-3% slower.) S is only
+      // written here: the last iteration's scores are dead.
+      WgmmaFence();
+      const uint32_t k_desc = k0_desc + stage * kPages * kTileBytes / 16;
+      WgmmaSharedShared128First(s[0], s[1], Descriptor(q_desc), Descriptor(k_desc));
+#pragma unroll
+      for (int kk = 1; kk < D / 16; ++kk) {
+        WgmmaSharedShared128(s[0], s[1], Descriptor(q_desc + 2 * kk), Descriptor(k_desc + 2 * kk));
+      }
+      WgmmaCommit();
+      if constexpr (S::kOverlap) {
+        issue_pv(prev_stage);
+        WgmmaCommit();
+        WgmmaWait<1>();
+      } else {
+        WgmmaWait<0>();  // this S, and the previous iteration's P V
+        PinRegisters(o);
+        PinRegisters(row_sums);
+      }
+#pragma unroll
+      for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
+
+      float rescale[2] = {1.0f, 1.0f};
+      if constexpr (kFixedMax) {
+        // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): one FFMA and one add a score.
+        const float scale_log2 = scale * kLog2e;
+        float row_k[kPages][2];
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
 #pragma unroll
+          for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - bound) * kLog2e;
+        }
+        [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+        auto expo = [&](auto masked) {
+#pragma unroll
+          for (int h = 0; h < kPages; ++h) {
+#pragma unroll
+            for (int n = 0; n < PS / 8; ++n) {
+              const int key = 8 * n + 2 * t4;
+              const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
+              const float c_key[2] = {cc.x * kLog2e, cc.y * kLog2e};
+#pragma unroll
+              for (int i = 0; i < 2; ++i) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  float& x = s[h][4 * n + 2 * i + e];
+                  float t = fmaf(x, scale_log2, row_k[h][i]) - c_key[e];
+                  if (decltype(masked)::value && key + e >= limit[h][i]) t = -INFINITY;
+                  x = FastExp2(t);
+                  if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;
+                }
+              }
+            }
+          }
+        };
+        Masking(masked, expo);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          if constexpr (!S::kTensorSums) l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
+        }
+      } else {
+        // Online maxima: x = s scale - c_key in place (one FFMA), p = 2^(x log2(e) - shift)
+        // below (one FFMA); the row maxima over four partial chains each (a chain of 32
+        // dependent max operations would stall this warp, and few warps share a scheduler).
+        float row_max[2] = {-INFINITY, -INFINITY};
+        auto score = [&](auto masked, auto page) {
+          float chain[2][4];
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
+          }
+          {
+            constexpr int h = decltype(page)::value;
+#pragma unroll
+            for (int n = 0; n < PS / 8; ++n) {
+              const int key = 8 * n + 2 * t4;
+              const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
+              const float c_key[2] = {cc.x, cc.y};
+#pragma unroll
+              for (int i = 0; i < 2; ++i) {
+#pragma unroll
+                for (int e = 0; e < 2; ++e) {
+                  float& x = s[h][4 * n + 2 * i + e];
+                  x = fmaf(x, scale, -c_key[e]);
+                  if (decltype(masked)::value && key + e >= limit[h][i]) x = -INFINITY;
+                  // Per half: the half's bias is added to its maximum below.
+                  float& y = chain[i][(n % 2) * 2 + e];
+                  y = fmaxf(y, x);
+                }
+              }
+              if (n == PS / 8 - 1) {  // the half done: its maxima, with its bias
+#pragma unroll
+                for (int i = 0; i < 2; ++i) {
+                  const float half_max =
+                      fmaxf(fmaxf(chain[i][0], chain[i][1]), fmaxf(chain[i][2], chain[i][3]));
+                  row_max[i] = fmaxf(row_max[i], half_max + bias[h][i]);
+#pragma unroll
+                  for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
+                }
+              }
+            }
+          }
+        };
+        auto score_pages = [&](auto masked) {
+          score(masked, std::integral_constant<int, 0>());
+          if constexpr (kPages == 2) score(masked, std::integral_constant<int, 1>());
+        };
+        Masking(masked, score_pages);
+#pragma unroll
+        for (int i = 0; i < 2; ++i) {
+          row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
+          row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 2));
+          const float new_max = fmaxf(m[i], row_max[i]);  // finite: each row sees a key here
+          rescale[i] = FastExp2((m[i] - new_max) * kLog2e);
+          m[i] = new_max;
+        }
+        [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+        for (int h = 0; h < kPages; ++h) {
+          const float shift[2] = {(m[0] - bias[h][0]) * kLog2e, (m[1] - bias[h][1]) * kLog2e};
+#pragma unroll
           for (int n = 0; n < PS / 8; ++n) {
-            const int key = 8 * n + 2 * t4;
-            const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
-            const float c_key[2] = {cc.x * kLog2e, cc.y * kLog2e};
 #pragma unroll
             for (int i = 0; i < 2; ++i) {
 #pragma unroll
               for (int e = 0; e < 2; ++e) {
                 float& x = s[h][4 * n + 2 * i + e];
-                float t = fmaf(x, scale_log2, row_k[h][i]) - c_key[e];
-                if (decltype(masked)::value && key + e >= limit[h][i]) t = -INFINITY;
-                x = FastExp2(t);
+                x = FastExp2(fmaf(x, kLog2e, -shift[i]));
                 if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;
               }
             }
           }
         }
-      };
-      Masking(masked, expo);
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        if constexpr (!S::kTensorSums) l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
-      }
-    } else {
-    // Scores in place; the row maxima over four partial chains each (a chain of 32 dependent
-    // max operations would stall this warp, and few warps share a scheduler here).
-    float row_max[2] = {-INFINITY, -INFINITY};
-    auto score = [&](auto masked, auto page) {
-      float chain[2][4];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-#pragma unroll
-        for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
-      }
-      {
-        constexpr int h = decltype(page)::value;
-#pragma unroll
-        for (int n = 0; n < PS / 8; ++n) {
-          const int key = 8 * n + 2 * t4;
-          const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
-          const float c_key[2] = {cc.x, cc.y};
-#pragma unroll
-          for (int i = 0; i < 2; ++i) {
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              float& x = s[h][4 * n + 2 * i + e];
-              x = fmaf(x, scale, -c_key[e]);
-              if (decltype(masked)::value && key + e >= limit[h][i]) x = -INFINITY;
-              // Per half: the half's bias is added to its maximum below.
-              float& y = chain[i][(n % 2) * 2 + e];
-              y = fmaxf(y, x);
-            }
-          }
-          if (n == PS / 8 - 1) {  // the half done: its maxima, with its bias
-#pragma unroll
-            for (int i = 0; i < 2; ++i) {
-              const float half_max =
-                  fmaxf(fmaxf(chain[i][0], chain[i][1]), fmaxf(chain[i][2], chain[i][3]));
-              row_max[i] = fmaxf(row_max[i], half_max + bias[h][i]);
-#pragma unroll
-              for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
-            }
-          }
-        }
-      }
-    };
-    auto score_pages = [&](auto masked) {
-      score(masked, std::integral_constant<int, 0>());
-      if constexpr (kPages == 2) score(masked, std::integral_constant<int, 1>());
-    };
-    Masking(masked, score_pages);
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
-      row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 2));
-      const float new_max = fmaxf(m[i], row_max[i]);  // finite: each row sees a key here
-      rescale[i] = FastExp2((m[i] - new_max) * kLog2e);
-      m[i] = new_max;
-    }
-    [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) {
-      const float shift[2] = {(m[0] - bias[h][0]) * kLog2e, (m[1] - bias[h][1]) * kLog2e};
-#pragma unroll
-      for (int n = 0; n < PS / 8; ++n) {
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float& x = s[h][4 * n + 2 * i + e];
-            x = FastExp2(fmaf(x, kLog2e, -shift[i]));
-            if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;
+          if constexpr (!S::kTensorSums) {
+            l[i] = l[i] * rescale[i] + ((sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]));
           }
         }
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      if constexpr (!S::kTensorSums) {
-        l[i] = l[i] * rescale[i] + ((sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]));
-      }
-    }
-    }  // online maxima
+      }  // online maxima
 
-    // - The previous P V is done: release its stage (none before the first), rescale O.
-    if constexpr (S::kOverlap) {
-      WgmmaWait<0>();
-      PinRegisters(o);
-      PinRegisters(row_sums);
+      // - The previous P V is done: release its stage (none before the first), rescale O.
+      if constexpr (S::kOverlap) {
+        WgmmaWait<0>();
+        PinRegisters(o);
+        PinRegisters(row_sums);
 #pragma unroll
-      for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
-    }
-    __syncwarp();
-    if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
-    if constexpr (!kFixedMax) {
-      RescaleRows(o, rescale);
-      if constexpr (S::kTensorSums) {
+        for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
+      }
+      __syncwarp();
+      if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
+      if constexpr (!kFixedMax) {
+        RescaleRows(o, rescale);
+        if constexpr (S::kTensorSums) {
 #pragma unroll
-        for (int j = 0; j < 4; ++j) row_sums[j] *= rescale[j / 2];
+          for (int j = 0; j < 4; ++j) row_sums[j] *= rescale[j / 2];
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < kPages; ++h) PackProbabilities(s[h], p[h]);
+      prev_stage = stage;
+      if constexpr (!S::kOverlap) {
+        PinRegisters(o);
+        PinRegisters(row_sums);
+        WgmmaFence();
+        issue_pv(stage);
+        WgmmaCommit();
       }
     }
-#pragma unroll
-    for (int h = 0; h < kPages; ++h) PackProbabilities(s[h], p[h]);
-    prev_stage = stage;
-    if constexpr (!S::kOverlap) {
-      PinRegisters(o);
-      PinRegisters(row_sums);
+    PinRegisters(o);
+    PinRegisters(row_sums);
+    if constexpr (S::kOverlap) {
       WgmmaFence();
-      issue_pv(stage);
+      issue_pv(prev_stage);
       WgmmaCommit();
     }
-  }
-  PinRegisters(o);
-  PinRegisters(row_sums);
-  if constexpr (S::kOverlap) {
-    WgmmaFence();
-    issue_pv(prev_stage);
-    WgmmaCommit();
-  }
-  WgmmaWait<0>();
-  PinRegisters(o);
-  PinRegisters(row_sums);
-  __syncwarp();
-  if (lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
-
-  // - Normalise and write this thread's two rows.
-  if constexpr (S::kTensorSums) {
-    // Each of the row's four threads holds its whole sum; WriteTaskRows adds the four up, which
-    // a quarter each makes exact.
+    WgmmaWait<0>();
+    PinRegisters(o);
     PinRegisters(row_sums);
-    l[0] = row_sums[0] * 0.25f;
-    l[1] = row_sums[2] * 0.25f;
-  }
-  WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
+    __syncwarp();
+    if (lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
+
+    // - Normalise and write this thread's two rows.
+    if constexpr (S::kTensorSums) {
+      // Each of the row's four threads holds its whole sum; WriteTaskRows adds the four up, which
+      // a quarter each makes exact.
+      PinRegisters(row_sums);
+      l[0] = row_sums[0] * 0.25f;
+      l[1] = row_sums[2] * 0.25f;
+    }
+    WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
   };
   // (Masking's dispatch, on whether the bound serves as the maximum.)
   Masking(bound <= kFixedMaxBound, consume);
@@ -673,13 +674,13 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   if (tasks.count == 0) return cudaSuccess;
   switch (shape) {
     case TmaPrefillShape::kTwoGroups128KeysTensorSums:
-      return Launch<Shape<2, false, true>>(pool, rows, tasks, stream);
+      return Launch<Shape<2, true>>(pool, rows, tasks, stream);
     case TmaPrefillShape::kThreeGroups128KeysOverlap:
-      return Launch<Shape<3, true>>(pool, rows, tasks, stream);
+      return Launch<Shape<3>>(pool, rows, tasks, stream);
     case TmaPrefillShape::kTwoGroups128Keys:
       break;
   }
-  return Launch<Shape<2, false>>(pool, rows, tasks, stream);
+  return Launch<Shape<2>>(pool, rows, tasks, stream);
 }
 
 }  // namespace kernels
