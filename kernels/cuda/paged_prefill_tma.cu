@@ -347,8 +347,15 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   auto consume = [&](auto fixed_max) {
     constexpr bool kFixedMax = decltype(fixed_max)::value;
     float o[32], s[kPages][32];
-    float row_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // kTensorSums: rows g, g, g + 8, g + 8
+    // kTensorSums: the sums of rows g, g, g + 8, g + 8.
+    [[maybe_unused]] float row_sums[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     uint32_t p[kPages][16];
+    // O (and the row sums) against the compiler moving their accesses across a wgmma's issue
+    // and wait.
+    auto pin_accumulators = [&]() {
+      PinRegisters(o);
+      if constexpr (S::kTensorSums) PinRegisters(row_sums);
+    };
 #pragma unroll
     for (int i = 0; i < 32; ++i) o[i] = 0.0f;
 #pragma unroll
@@ -432,8 +439,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
         WgmmaWait<1>();
       } else {
         WgmmaWait<0>();  // this S, and the previous iteration's P V
-        PinRegisters(o);
-        PinRegisters(row_sums);
+        pin_accumulators();
       }
 #pragma unroll
       for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
@@ -561,8 +567,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       // - The previous P V is done: release its stage (none before the first), rescale O.
       if constexpr (S::kOverlap) {
         WgmmaWait<0>();
-        PinRegisters(o);
-        PinRegisters(row_sums);
+        pin_accumulators();
 #pragma unroll
         for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
       }
@@ -579,23 +584,20 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       for (int h = 0; h < kPages; ++h) PackProbabilities(s[h], p[h]);
       prev_stage = stage;
       if constexpr (!S::kOverlap) {
-        PinRegisters(o);
-        PinRegisters(row_sums);
+        pin_accumulators();
         WgmmaFence();
         issue_pv(stage);
         WgmmaCommit();
       }
     }
-    PinRegisters(o);
-    PinRegisters(row_sums);
+    pin_accumulators();
     if constexpr (S::kOverlap) {
       WgmmaFence();
       issue_pv(prev_stage);
       WgmmaCommit();
     }
     WgmmaWait<0>();
-    PinRegisters(o);
-    PinRegisters(row_sums);
+    pin_accumulators();
     __syncwarp();
     if (lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
 
