@@ -193,11 +193,12 @@ __device__ __forceinline__ float2 KeyDecays(const uint8_t* vc, int n, int t4) {
                                           key % 4);
 }
 
-// Calls f with std::true_type when `masked`, else std::false_type: one code path for the
-// iterations that mask scores and one for the rest.
+// Calls f with std::true_type when `flag`, else std::false_type: one compiled path for each
+// value of a runtime condition (whether an iteration masks scores; whether a task's logit bound
+// serves as its softmax maximum).
 template <typename F>
-__device__ __forceinline__ void Masking(bool masked, F&& f) {
-  if (masked) {
+__device__ __forceinline__ void Dispatch(bool flag, F&& f) {
+  if (flag) {
     f(std::true_type());
   } else {
     f(std::false_type());
@@ -477,7 +478,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
             }
           }
         };
-        Masking(masked, expo);
+        Dispatch(masked, expo);
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           if constexpr (!S::kTensorSums) l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
@@ -530,7 +531,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           score(masked, std::integral_constant<int, 0>());
           if constexpr (kPages == 2) score(masked, std::integral_constant<int, 1>());
         };
-        Masking(masked, score_pages);
+        Dispatch(masked, score_pages);
 #pragma unroll
         for (int i = 0; i < 2; ++i) {
           row_max[i] = fmaxf(row_max[i], __shfl_xor_sync(0xffffffffu, row_max[i], 1));
@@ -611,8 +612,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     }
     WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
   };
-  // (Masking's dispatch, on whether the bound serves as the maximum.)
-  Masking(bound <= kFixedMaxBound, consume);
+  Dispatch(bound <= kFixedMaxBound, consume);
 }
 
 // The pool as a 2-D tensor of 128-byte rows, read in boxes of `box_rows` rows (a page's K, or
