@@ -116,8 +116,11 @@ int Run(int argc, char** argv) {
               "wgmma err", "skipped");
   std::printf("  tma rows: %-9s %-5s %-8s %10s %10s %10s %8s\n", "B x T", "acp", "shape", "ms",
               "TFLOP/s", "err", "/wgmma");
-  std::printf("  decode rows: %-9s %-5s %6s %12s %12s %10s %8s %9s\n", "B x T", "acp", "chunk",
-              "simple us", "warp us", "GB/s live", "of copy", "skipped");
+  // decode rows: "warp us" the warp-split kernel (3 CTAs an SM) and a merge launch, "merged us"
+  // the kernel with the merge fused into it and its CTA build chosen by the launcher (the CUDA
+  // model's path; GB/s and "of copy" are its); below, the same with each build forced.
+  std::printf("  decode rows: %-9s %-5s %6s %12s %12s %12s %10s %8s %9s\n", "B x T", "acp",
+              "chunk", "simple us", "warp us", "merged us", "GB/s live", "of copy", "skipped");
   std::ofstream taus_file;
   if (!taus_out.empty()) taus_file.open(taus_out);
   std::mt19937 rng(1);
@@ -346,11 +349,12 @@ int Run(int argc, char** argv) {
         int chunk = 0;
         bool automatic = false;
         HostAttentionTasks tasks;
-        DeviceBuffer<int32_t> dt, dh, db, de, rt, rh, rp;
+        DeviceBuffer<int32_t> dt, dh, db, de, dr, rt, rh, rp, arrivals;
         DeviceBuffer<float> pm, pl, pacc;
-        CudaDecodeTasks decode;
+        CudaDecodeTasks decode, merged;  // merged: with the fused merge's task rows and counters
         double simple_us = 0;
-        std::vector<double> warp_us;
+        std::vector<double> warp_us, merged_us;
+        std::vector<double> three_us, four_us;  // fused merge, each CTA build forced
       };
       DeviceBuffer<int32_t> dpos;
       DeviceBuffer<int64_t> dtable;
@@ -383,9 +387,26 @@ int Run(int argc, char** argv) {
                                    static_cast<int32_t>(n), k.rt.get(), k.rh.get(), k.rp.get(),
                                    static_cast<int32_t>(k.tasks.row_token.size()), k.pm.get(),
                                    k.pl.get(), k.pacc.get()};
+        k.dr.Upload(k.tasks.decode_row);
+        k.arrivals.Upload(std::vector<int32_t>(k.tasks.row_token.size(), 0));
+        k.merged = k.decode;
+        k.merged.task_row = k.dr.get();
+        k.merged.row_arrivals = k.arrivals.get();
         cases.push_back(std::move(dcase));
       }
       // Microseconds per call of a decode launcher on a case's tasks (one warm-up call).
+      auto warp_split = [](const CudaKvPool& p, const CudaAttentionRows& r,
+                           const CudaDecodeTasks& t, cudaStream_t s) {
+        return LaunchPagedDecodeWarpSplit(p, r, t, s);
+      };
+      auto three_ctas = [](const CudaKvPool& p, const CudaAttentionRows& r,
+                           const CudaDecodeTasks& t, cudaStream_t s) {
+        return LaunchPagedDecodeWarpSplit(p, r, t, s, DecodeOccupancy::kThreeCtasPerSm);
+      };
+      auto four_ctas = [](const CudaKvPool& p, const CudaAttentionRows& r,
+                          const CudaDecodeTasks& t, cudaStream_t s) {
+        return LaunchPagedDecodeWarpSplit(p, r, t, s, DecodeOccupancy::kFourCtasPerSm);
+      };
       auto time_decode = [&](auto launch, const CudaDecodeTasks& decode) {
         constexpr int kRepeats = 50;
         FOXSERVE_CUDA_CHECK(launch(pool, drows, decode, nullptr));
@@ -401,32 +422,50 @@ int Run(int argc, char** argv) {
         cudaMemset(dout.get(), 0xFF, dout.size() * 4);
         FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, drows, k->decode, nullptr));
         const std::vector<float> warp_out = dout.Download();
+        cudaMemset(dout.get(), 0xFF, dout.size() * 4);
+        FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, drows, k->merged, nullptr));
+        const std::vector<float> merged_out = dout.Download();
         for (size_t i = 0; i < warp_out.size(); ++i) {
-          if (!(std::fabs(warp_out[i] - simple_out[i]) <= 1e-3 * (1 + std::fabs(simple_out[i])))) {
-            std::printf("decode mismatch at %zu: %g vs %g\n", i, warp_out[i], simple_out[i]);
+          const float tolerance = 1e-3f * (1 + std::fabs(simple_out[i]));
+          if (!(std::fabs(warp_out[i] - simple_out[i]) <= tolerance) ||
+              !(std::fabs(merged_out[i] - simple_out[i]) <= tolerance)) {
+            std::printf("decode mismatch at %zu: %g (merge launch) / %g (merged) vs %g\n", i,
+                        warp_out[i], merged_out[i], simple_out[i]);
             return 1;
           }
         }
       }
       for (int round = 0; round < 5; ++round) {
         for (auto& k : cases) {
-          k->warp_us.push_back(time_decode(LaunchPagedDecodeWarpSplit, k->decode));
+          k->warp_us.push_back(time_decode(warp_split, k->decode));
+          k->merged_us.push_back(time_decode(warp_split, k->merged));
+          k->three_us.push_back(time_decode(three_ctas, k->merged));
+          k->four_us.push_back(time_decode(four_ctas, k->merged));
         }
       }
       for (auto& k : cases) {
         std::sort(k->warp_us.begin(), k->warp_us.end());
+        std::sort(k->merged_us.begin(), k->merged_us.end());
         const double warp_us = k->warp_us[k->warp_us.size() / 2];
+        const double merged_us = k->merged_us[k->merged_us.size() / 2];
         const double live_bytes =
             static_cast<double>(k->tasks.live_key_blocks) * CudaPageBytes(PS, D);
         const double decode_skipped =
             1.0 - static_cast<double>(k->tasks.live_key_blocks) / (B * H * blocks);
-        const double warp_gbs = live_bytes / (warp_us * 1e-6) / 1e9;
-        std::printf("  decode rows: %3lldx%-5lld %-5s %3d%-3s %12.1f %12.1f %10.0f %7.1f%% %8.1f%%"
-                    "  (rounds %.1f-%.1f)\n",
+        const double merged_gbs = live_bytes / (merged_us * 1e-6) / 1e9;
+        std::printf("  decode rows: %3lldx%-5lld %-5s %3d%-3s %12.1f %12.1f %12.1f %10.0f %7.1f%%"
+                    " %8.1f%%  (merged rounds %.1f-%.1f)\n",
                     static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
-                    k->chunk, k->automatic ? "a" : "", k->simple_us, warp_us, warp_gbs,
-                    100 * warp_gbs / copy_gbs, 100 * decode_skipped, k->warp_us.front(),
-                    k->warp_us.back());
+                    k->chunk, k->automatic ? "a" : "", k->simple_us, warp_us, merged_us,
+                    merged_gbs, 100 * merged_gbs / copy_gbs, 100 * decode_skipped,
+                    k->merged_us.front(), k->merged_us.back());
+        for (auto* times : {&k->three_us, &k->four_us}) {
+          std::sort(times->begin(), times->end());
+          const double us = (*times)[times->size() / 2];
+          std::printf("    %s CTAs an SM: %.1f us (%.1f%% of copy)\n",
+                      times == &k->three_us ? "3" : "4", us,
+                      100 * live_bytes / (us * 1e-6) / 1e9 / copy_gbs);
+        }
       }
       std::fflush(stdout);
     }

@@ -148,6 +148,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
     plan_items[i].decode_row_base = decode_base[i];
   }
   step->padded_decode = pad_decode;
+  step->decode_padding = 0;
   if (pad_decode) {
     // Empty tasks (token 0, head 0; their ranges are zeroed each step) past the rows' own.
     const size_t real = tasks.decode_token.size();
@@ -155,6 +156,8 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
                           kGraphDecodeTaskBucket;
     tasks.decode_token.resize(std::max<size_t>(padded, kGraphDecodeTaskBucket), 0);
     tasks.decode_head.resize(tasks.decode_token.size(), 0);
+    tasks.decode_row.resize(tasks.decode_token.size(), -1);  // merged into no row
+    step->decode_padding = static_cast<int32_t>(tasks.decode_token.size() - real);
   }
   step->at_items = up.Add(plan_items);
   step->at_slots = up.Add(slots);
@@ -163,6 +166,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   step->at_ph = up.Add(tasks.prefill_head);
   step->at_dt = up.Add(tasks.decode_token);
   step->at_dh = up.Add(tasks.decode_head);
+  step->at_dr = up.Add(tasks.decode_row);
   step->at_rt = up.Add(tasks.row_token);
   step->at_rh = up.Add(tasks.row_head);
   step->at_rp = up.Add(tasks.row_partials);
@@ -199,6 +203,7 @@ absl::Status FoxCudaModel::Impl::PrepareDeviceStep(absl::Span<const ForwardItem>
   pm.Resize(std::max<int64_t>(1, step->decode_tasks));
   pl.Resize(std::max<int64_t>(1, step->decode_tasks));
   pacc.Resize(std::max<int64_t>(1, step->decode_tasks) * c.head_dim);
+  FOXSERVE_RETURN_IF_ERROR(ReserveRowArrivals(step->decode_rows));
   stream_back.Resize(num_items * streams);
   block_back.Resize(2 * step->touched_entries);
   return absl::OkStatus();
@@ -276,7 +281,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
                                           decode_begin.get(), decode_end.get(), step.decode_tasks,
                                           up.At<int32_t>(step.at_rt), up.At<int32_t>(step.at_rh),
                                           up.At<int32_t>(step.at_rp), step.decode_rows, pm.get(),
-                                          pl.get(), pacc.get()};
+                                          pl.get(), pacc.get(), up.At<int32_t>(step.at_dr),
+                                          row_arrivals.get(), step.decode_padding};
   return absl::OkStatus();
 }
 

@@ -126,7 +126,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
   const size_t at_dt = up.Add(tasks.decode_token), at_dh = up.Add(tasks.decode_head);
   const size_t at_db = up.Add(tasks.decode_begin), at_de = up.Add(tasks.decode_end);
   const size_t at_rt = up.Add(tasks.row_token), at_rh = up.Add(tasks.row_head);
-  const size_t at_rp = up.Add(tasks.row_partials);
+  const size_t at_rp = up.Add(tasks.row_partials), at_dr = up.Add(tasks.decode_row);
   up.Flush(stream);
 
   plan->page = up.At<int32_t>(at_page);
@@ -146,6 +146,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
     pm.Resize(decode_tasks);
     pl.Resize(decode_tasks);
     pacc.Resize(decode_tasks * d);
+    FOXSERVE_RETURN_IF_ERROR(ReserveRowArrivals(static_cast<int64_t>(tasks.row_token.size())));
   }
   plan->decode = kernels::CudaDecodeTasks{up.At<int32_t>(at_dt), up.At<int32_t>(at_dh),
                                           up.At<int32_t>(at_db), up.At<int32_t>(at_de),
@@ -153,7 +154,8 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
                                           up.At<int32_t>(at_rt), up.At<int32_t>(at_rh),
                                           up.At<int32_t>(at_rp),
                                           static_cast<int32_t>(tasks.row_token.size()), pm.get(),
-                                          pl.get(), pacc.get()};
+                                          pl.get(), pacc.get(), up.At<int32_t>(at_dr),
+                                          row_arrivals.get()};
   return absl::OkStatus();
 }
 

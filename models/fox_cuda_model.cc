@@ -128,6 +128,8 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
       ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma", "tma3"},
                  &impl->prefill_kernel));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
+  FOXSERVE_RETURN_IF_ERROR(
+      ReadSwitch("FOXSERVE_DECODE_MERGE", "fused", "launch", &impl->fused_decode_merge));
   if (const char* chunk = std::getenv("FOXSERVE_DECODE_CHUNK_BLOCKS"); chunk != nullptr) {
     int32_t blocks = 0;
     if (!absl::SimpleAtoi(chunk, &blocks) || blocks < 1 || blocks > 256) {
@@ -454,6 +456,14 @@ absl::Status FoxCudaModel::CandidateRow(int64_t k, std::vector<float>* row) {
                "candidate row");
 }
 
+absl::Status FoxCudaModel::Impl::ReserveRowArrivals(int64_t rows) {
+  if (rows <= row_arrivals_zeroed) return absl::OkStatus();
+  row_arrivals.Resize(rows);
+  row_arrivals_zeroed = rows;
+  return Check(cudaMemsetAsync(row_arrivals.get(), 0, rows * sizeof(int32_t), stream),
+               "decode merge counters");
+}
+
 absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem> items,
                                                    const std::vector<int64_t>& row_offsets,
                                                    const AcpOptions& acp, const DeviceStep* step,
@@ -535,13 +545,13 @@ std::vector<uintptr_t> FoxCudaModel::Impl::DecodeGraphSignature(int64_t num_item
       static_cast<uintptr_t>(eps_bits),
       // The step's upload and where its parts lie.
       u(plan_upload.At<char>(0)), step.at_items, step.at_slots, step.at_pf, step.at_pn, step.at_ph,
-      step.at_dt, step.at_dh, step.at_rt, step.at_rh, step.at_rp,
+      step.at_dt, step.at_dh, step.at_dr, step.at_rt, step.at_rh, step.at_rp,
       // Every buffer a kernel of the step reads or writes.
       u(ids.get()), u(token_item.get()), u(item_first.get()), u(item_last.get()),
       u(positions.get()), u(rows_sel.get()), u(x.get()), u(proj.get()), u(q.get()), u(k.get()),
       u(v.get()), u(q_norms.get()), u(k_norms.get()), u(attn.get()), u(delta.get()),
       u(gate_up.get()), u(logits.get()), u(a.get()),
-      u(o.get()), u(mid.get()), u(pm.get()), u(pl.get()), u(pacc.get()), u(row_c.get()),
+      u(o.get()), u(mid.get()), u(pm.get()), u(pl.get()), u(pacc.get()), u(row_arrivals.get()), u(row_c.get()),
       u(log_f.get()), u(row_c_rel.get()), u(row_logit_bound.get()), u(row_page.get()),
       u(row_slot.get()),
       u(prefill_start.get()), u(decode_begin.get()), u(decode_end.get()), u(row_table.get()),
@@ -716,9 +726,11 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
             "prefill attention"));
   stages.Mark("decode attention", stream);
   if (plan.decode.count > 0) {
+    kernels::CudaDecodeTasks decode = plan.decode;
+    if (!fused_decode_merge) decode.row_arrivals = nullptr;
     FOXSERVE_RETURN_IF_ERROR(
-        Check(warp_decode ? kernels::LaunchPagedDecodeWarpSplit(kv, plan.rows, plan.decode, stream)
-                          : kernels::LaunchPagedDecode(kv, plan.rows, plan.decode, stream),
+        Check(warp_decode ? kernels::LaunchPagedDecodeWarpSplit(kv, plan.rows, decode, stream)
+                          : kernels::LaunchPagedDecode(kv, plan.rows, decode, stream),
               "decode attention"));
   }
 

@@ -99,6 +99,9 @@ struct FoxCudaModel::Impl {
   bool device_planner = true;
   // Which split-K decode kernel runs (FOXSERVE_DECODE_KERNEL=warp|simple, the A/B pair).
   bool warp_decode = true;
+  // The warp-split decode merges its rows' partials in its own launch (FOXSERVE_DECODE_MERGE=
+  // fused|launch; launch: a second kernel, the earlier path, kept as the A/B pair).
+  bool fused_decode_merge = true;
   // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=tma|wgmma|mma: the default,
   // the producer/consumer TMA kernel with the rows' logit bounds as softmax maxima; the wgmma
   // kernel it replaced; the mma.sync kernel before that).
@@ -140,6 +143,10 @@ struct FoxCudaModel::Impl {
       shift_out, logits;
   kernels::DeviceBuffer<__nv_bfloat16> a, o, mid;
   kernels::DeviceBuffer<float> pm, pl, pacc;
+  // The fused decode merge's per-row counters (CudaDecodeTasks::row_arrivals): zeroed when they
+  // grow, and every decode launch leaves them zero.
+  kernels::DeviceBuffer<int32_t> row_arrivals;
+  int64_t row_arrivals_zeroed = 0;
   // The per-layer plan goes up in one copy, the values it is made from come back with one
   // synchronization (kernels/cuda/staging_arena.h says why).
   kernels::UploadArena plan_upload;
@@ -192,10 +199,14 @@ struct FoxCudaModel::Impl {
   // plan_upload).
   struct DeviceStep {
     size_t at_items = 0, at_slots = 0;
-    size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_rt = 0, at_rh = 0, at_rp = 0;
+    size_t at_pf = 0, at_pn = 0, at_ph = 0, at_dt = 0, at_dh = 0, at_dr = 0, at_rt = 0, at_rh = 0;
+    size_t at_rp = 0;
     int32_t prefill_tasks = 0, decode_tasks = 0, decode_rows = 0;
     int32_t decode_chunk_blocks = 0;  // key blocks per split-K decode task this step
     bool padded_decode = false;  // decode_tasks rounded up with empty tasks (graph steps)
+    // How many: the decode launcher sizes its CTAs by the rest. Not in the graph signature (a
+    // graph keeps the choice made when it was captured; only speed can differ).
+    int32_t decode_padding = 0;
     int64_t touched_entries = 0;  // blocks of the readback, over all items and streams
     std::vector<int64_t> readback_block_base;  // per item: where its touched blocks start
   };
@@ -233,6 +244,8 @@ struct FoxCudaModel::Impl {
                         const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                         const DeviceStep* step);
   // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
+  // row_arrivals with room for `rows` counters, all zero (on `stream`).
+  absl::Status ReserveRowArrivals(int64_t rows);
   absl::Status PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
                                const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                                LayerPlan* plan);

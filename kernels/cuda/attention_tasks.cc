@@ -22,6 +22,7 @@ void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_he
         for (int64_t b = start; b <= last_block; b += decode_chunk_blocks) {
           out->decode_token.push_back(item.first_token);
           out->decode_head.push_back(h);
+          out->decode_row.push_back(static_cast<int32_t>(out->row_token.size()));
           out->decode_begin.push_back(static_cast<int32_t>(b));
           out->decode_end.push_back(
               static_cast<int32_t>(std::min<int64_t>(last_block + 1, b + decode_chunk_blocks)));
@@ -60,7 +61,7 @@ int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t
       longest = std::max(longest, last_block + 1 - std::min(start, last_block));
     }
   }
-  return longest > 256 ? 32 : 16;
+  return longest > 128 ? 32 : 16;
 }
 
 void BuildAttentionTaskShapes(const std::vector<AttentionItem>& items, int32_t num_heads,
@@ -84,6 +85,7 @@ void BuildAttentionTaskShapes(const std::vector<AttentionItem>& items, int32_t n
         for (int64_t c = 0; c < chunks; ++c) {
           out->decode_token.push_back(item.first_token);
           out->decode_head.push_back(h);
+          out->decode_row.push_back(static_cast<int32_t>(out->row_token.size()));
         }
         out->row_token.push_back(item.first_token);
         out->row_head.push_back(h);

@@ -23,6 +23,7 @@ struct HostAttentionTasks {
   std::vector<int32_t> prefill_first_token, prefill_num_rows, prefill_head, prefill_start;
   // Decode: split-K tasks, then the rows and their partial ranges.
   std::vector<int32_t> decode_token, decode_head, decode_begin, decode_end;
+  std::vector<int32_t> decode_row;  // per task its row (an index into row_*); -1: padding
   std::vector<int32_t> row_token, row_head, row_partials;
   int64_t live_key_blocks = 0;  // key blocks read, over all tasks
 };
@@ -32,13 +33,14 @@ void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_he
                          int32_t page_size, int32_t decode_chunk_blocks, HostAttentionTasks* out);
 
 // Key blocks per split-K decode task for a step's decode rows (items with one token): 32 when
-// some row has more than 256 live blocks (more than 16 partials to merge at 16), else 16 (and
+// some row has more than 128 live blocks (more than 8 partials to merge at 16), else 16 (and
 // with no decode row). Why: tasks must be short enough to spread the rows over the SMs and long
-// enough that a long row's partials stay few. One H200, same process (bench/RESULTS.md, seventh
-// stop), ACP decode with 16 / 32: 16x4096 77.2 / 84.0 us, 4x16384 72.4 / 80.3, 2x32768 57.1 /
-// 53.5 (its longest rows: 512 blocks); dense 4x16384 108.0 / 104.4 is the case this rule
-// leaves 3% behind. The rows' starts may be lower bounds (the shapes of a GPU-planned step):
-// the longest range is then an upper bound.
+// enough that a long row's partials stay few. One H200, same process (bench/RESULTS.md, ninth
+// stop; the fused merge, the launcher's CTA build), us with 16 / 32: ACP 16x4096 (longest 64)
+// 78.3 / 82.7, 4x16384 73.9 / 64.3, 8x16384 122.1 / 117.0, 2x32768 57.8 / 53.1; dense 4x16384
+// 111.7 / 105.7, 16x16384 388.4 / 382.0; 16x16384 with ACP is the case left 1% behind (128.7 /
+// 129.8). The rows' starts may be lower bounds (the shapes of a GPU-planned step): the longest
+// range is then an upper bound.
 int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t num_heads,
                                 int32_t page_size);
 

@@ -84,6 +84,14 @@ struct CudaDecodeTasks {
   float* partial_m = nullptr;    // workspace [count]
   float* partial_l = nullptr;    // workspace [count]
   float* partial_acc = nullptr;  // workspace [count][head_dim]
+  // The merge fused into the warp-split decode launch: per task its row (-1: a padding task of
+  // no row) and per row a counter of its tasks that have finished, zero before a launch and left
+  // zero by it (allocate zeroed, reuse). Either null: the merge is a second launch.
+  const int32_t* task_row = nullptr;  // [count]
+  int32_t* row_arrivals = nullptr;    // workspace [num_rows]
+  // Of count, empty tasks past the rows' own (a graph step's padding): they end at once, so the
+  // launcher leaves them out when it sizes the launch against the GPU's resident CTAs.
+  int32_t padding_tasks = 0;
 };
 
 cudaError_t LaunchPagedPrefill(const CudaKvPool& pool, const CudaAttentionRows& rows,
@@ -121,9 +129,20 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
 cudaError_t LaunchPagedDecode(const CudaKvPool& pool, const CudaAttentionRows& rows,
                               const CudaDecodeTasks& tasks, cudaStream_t stream);
 // The same, warp-parallel over the head dimension (16-byte loads, 8-lane dot products), pages
-// of a task spread over 4 warps; the default of the CUDA model.
+// of a task spread over 4 warps; the default of the CUDA model. With task_row and row_arrivals
+// set the merge runs inside this launch (a row's last task merges it; a row of one task writes
+// its output directly); the simple kernel above always merges in a second launch.
+//
+// Its CTAs come in two builds, 3 or 4 resident an SM (145 or 128 registers a thread); kChosen
+// takes the 4-CTA build when the tasks (less padding_tasks) fill the waves of resident CTAs
+// clearly better with it (a part-empty last wave leaves too few loads in flight to keep the
+// memory busy). One H200, bench/RESULTS.md, ninth stop, 32 blocks a task, us with 3 / 4 CTAs:
+// ACP 4x16384 80.3 / 64.0 and 8x16384 126.3 / 117.0 (chosen: 4), dense 4x16384 105.7 / 117.2
+// and ACP 2x32768 53.1 / 53.7 (chosen: 3).
+enum class DecodeOccupancy { kChosen, kThreeCtasPerSm, kFourCtasPerSm };
 cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                                       const CudaDecodeTasks& tasks, cudaStream_t stream);
+                                       const CudaDecodeTasks& tasks, cudaStream_t stream,
+                                       DecodeOccupancy occupancy = DecodeOccupancy::kChosen);
 
 // Writes K, V (bf16) and C of new tokens into their pages. k, v: [tokens][H * head_dim] fp32;
 // page/slot/c_rel: [tokens * H].

@@ -447,7 +447,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
       float rescale[2] = {1.0f, 1.0f};
       if constexpr (kFixedMax) {
-        // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): one FFMA and one add a score.
+        // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): two FFMA a score.
         const float scale_log2 = scale * kLog2e;
         float row_k[kPages][2];
 #pragma unroll
@@ -463,13 +463,13 @@ __global__ void __launch_bounds__(S::kThreads, 1)
             for (int n = 0; n < PS / 8; ++n) {
               const int key = 8 * n + 2 * t4;
               const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
-              const float c_key[2] = {cc.x * kLog2e, cc.y * kLog2e};
+              const float c_key[2] = {cc.x, cc.y};
 #pragma unroll
               for (int i = 0; i < 2; ++i) {
 #pragma unroll
                 for (int e = 0; e < 2; ++e) {
                   float& x = s[h][4 * n + 2 * i + e];
-                  float t = fmaf(x, scale_log2, row_k[h][i]) - c_key[e];
+                  float t = fmaf(c_key[e], -kLog2e, fmaf(x, scale_log2, row_k[h][i]));
                   if (decltype(masked)::value && key + e >= limit[h][i]) t = -INFINITY;
                   x = FastExp2(t);
                   if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;

@@ -72,6 +72,8 @@ TEST(AttentionTaskShapesTest, MatchTheHostTaskListsAndCoverEveryDeviceStart) {
     ASSERT_EQ(dev.row_head, host.row_head);
     ASSERT_EQ(dev.decode_begin.size(), dev.decode_token.size());
     ASSERT_EQ(dev.decode_end.size(), dev.decode_token.size());
+    ASSERT_EQ(dev.decode_row.size(), dev.decode_token.size());
+    ASSERT_EQ(host.decode_row.size(), host.decode_token.size());
     for (size_t i = 0; i < planned.size(); ++i) {
       const AttentionItem& item = planned[i];
       const int64_t first_block = item.first_position / kPage;
@@ -99,6 +101,10 @@ TEST(AttentionTaskShapesTest, MatchTheHostTaskListsAndCoverEveryDeviceStart) {
         for (int32_t p = p0; p < p1; ++p) {
           EXPECT_EQ(dev.decode_token[p], item.first_token);
           EXPECT_EQ(dev.decode_head[p], h);
+          EXPECT_EQ(dev.decode_row[p], r);  // the fused merge counts task p's arrival at row r
+        }
+        for (int32_t p = host.row_partials[r]; p < host.row_partials[r + 1]; ++p) {
+          EXPECT_EQ(host.decode_row[p], r);
         }
         // Re-chunked from the device's start, the row's tasks reach its last block.
         EXPECT_GE(device_starts[i][h] + int64_t{p1 - p0} * chunk, last_block + 1)
@@ -109,7 +115,7 @@ TEST(AttentionTaskShapesTest, MatchTheHostTaskListsAndCoverEveryDeviceStart) {
 }
 
 // The split-K chunk follows the decode rows' longest live range: 32 blocks a task once a row
-// has more than 256 live blocks, 16 up to that; prefill items do not count.
+// has more than 128 live blocks, 16 up to that; prefill items do not count.
 TEST(ChooseDecodeChunkBlocksTest, FollowsTheLongestLiveRangeOfTheDecodeRows) {
   auto decode = [](int64_t position, std::vector<int32_t> starts) {
     AttentionItem item;
@@ -119,9 +125,9 @@ TEST(ChooseDecodeChunkBlocksTest, FollowsTheLongestLiveRangeOfTheDecodeRows) {
     return item;
   };
   EXPECT_EQ(ChooseDecodeChunkBlocks({}, 2, kPage), 16) << "no decode rows";
-  // Position 64 * 256: blocks 0..256, 257 live blocks from start 0, 256 from start 1.
-  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 256, {1, 1})}, 2, kPage), 16);
-  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 256, {1, 0})}, 2, kPage), 32);
+  // Position 64 * 128: blocks 0..128, 129 live blocks from start 0, 128 from start 1.
+  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 128, {1, 1})}, 2, kPage), 16);
+  EXPECT_EQ(ChooseDecodeChunkBlocks({decode(64 * 128, {1, 0})}, 2, kPage), 32);
   // One long row among short ones decides.
   EXPECT_EQ(ChooseDecodeChunkBlocks({decode(640, {0, 0}), decode(64 * 300, {200, 3})}, 2, kPage),
             32);

@@ -127,7 +127,9 @@ enum class PrefillKernel {
 
 // Runs the batch on the GPU and the CPU twin with starts planned at `log_eps` (0: dense) and
 // returns the worst per-row relative error.
-enum class DecodeKernel { kSimple, kWarpSplit };
+// kWarpSplitMerged*: the warp-split kernel with the merge fused into its launch, the CTA build
+// as the launcher chooses it (3 CTAs an SM at these sizes) or forced to 4 CTAs an SM.
+enum class DecodeKernel { kSimple, kWarpSplit, kWarpSplitMerged, kWarpSplitMergedFourCtas };
 
 // Inserts an empty task (begin == end) after every decode row's tasks, as the GPU planner leaves
 // when a row's live range is shorter than the host's bound: they must weigh nothing.
@@ -137,6 +139,7 @@ void AddEmptyDecodeTasks(HostAttentionTasks* t) {
   padded.decode_head.clear();
   padded.decode_begin.clear();
   padded.decode_end.clear();
+  padded.decode_row.clear();
   padded.row_partials = {0};
   for (size_t r = 0; r + 1 < t->row_partials.size(); ++r) {
     for (int32_t i = t->row_partials[r]; i < t->row_partials[r + 1]; ++i) {
@@ -144,12 +147,22 @@ void AddEmptyDecodeTasks(HostAttentionTasks* t) {
       padded.decode_head.push_back(t->decode_head[i]);
       padded.decode_begin.push_back(t->decode_begin[i]);
       padded.decode_end.push_back(t->decode_end[i]);
+      padded.decode_row.push_back(static_cast<int32_t>(r));
     }
     padded.decode_token.push_back(t->row_token[r]);
     padded.decode_head.push_back(t->row_head[r]);
     padded.decode_begin.push_back(7);
     padded.decode_end.push_back(7);
+    padded.decode_row.push_back(static_cast<int32_t>(r));
     padded.row_partials.push_back(static_cast<int32_t>(padded.decode_token.size()));
+  }
+  // Padding tasks of no row past the rows' own, as a graph step's (models/fox_cuda_device_plan.cc).
+  for (int i = 0; i < 3; ++i) {
+    padded.decode_token.push_back(0);
+    padded.decode_head.push_back(0);
+    padded.decode_begin.push_back(0);
+    padded.decode_end.push_back(0);
+    padded.decode_row.push_back(-1);
   }
   *t = padded;
 }
@@ -233,7 +246,8 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
 
   DeviceBuffer<uint8_t> pool_d;
   pool_d.Upload(b.gpu_pool);
-  DeviceBuffer<int32_t> positions, pages, pf, pn, ph, ps_, dt, dh, db, de, rt, rh, rp;
+  DeviceBuffer<int32_t> positions, pages, pf, pn, ph, ps_, dt, dh, db, de, dr, rt, rh, rp;
+  DeviceBuffer<int32_t> arrivals;
   DeviceBuffer<int64_t> table;
   DeviceBuffer<double> base, c;
   DeviceBuffer<float> q, out, pm, pl, pacc, bound;
@@ -256,6 +270,8 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
   rt.Upload(host.row_token);
   rh.Upload(host.row_head);
   rp.Upload(host.row_partials);
+  dr.Upload(host.decode_row);
+  arrivals.Upload(std::vector<int32_t>(host.row_token.size(), 0));
   pm.Resize(host.decode_token.size());
   pl.Resize(host.decode_token.size());
   pacc.Resize(host.decode_token.size() * D);
@@ -286,7 +302,20 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
       break;
     }
   }
-  if (decode_kernel == DecodeKernel::kWarpSplit) {
+  const bool merged = decode_kernel == DecodeKernel::kWarpSplitMerged ||
+                      decode_kernel == DecodeKernel::kWarpSplitMergedFourCtas;
+  if (merged && decode.count > 0) {
+    decode.task_row = dr.get();
+    decode.row_arrivals = arrivals.get();
+    const DecodeOccupancy occupancy = decode_kernel == DecodeKernel::kWarpSplitMerged
+                                          ? DecodeOccupancy::kChosen
+                                          : DecodeOccupancy::kFourCtasPerSm;
+    // Twice: the second launch relies on the first leaving every row's counter at zero.
+    FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, rows, decode, nullptr, occupancy));
+    FOXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xFF, out.size() * sizeof(float)));  // NaN
+    FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, rows, decode, nullptr, occupancy));
+    for (int32_t count : arrivals.Download()) EXPECT_EQ(count, 0) << "a counter left set";
+  } else if (decode_kernel == DecodeKernel::kWarpSplit) {
     FOXSERVE_CUDA_CHECK(LaunchPagedDecodeWarpSplit(pool, rows, decode, nullptr));
   } else {
     FOXSERVE_CUDA_CHECK(LaunchPagedDecode(pool, rows, decode, nullptr));
@@ -332,14 +361,19 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
       {1, 0, 0.1}, {64, 63, 0.0}, {65, 64, 1.0}, {2049, 2048, 0.01}, {4000, 3999, 5.0},
       {3000, 2999, -1}};
   const Batch b = MakeBatch(decodes, rng);
-  for (DecodeKernel kernel : {DecodeKernel::kSimple, DecodeKernel::kWarpSplit}) {
+  for (DecodeKernel kernel : {DecodeKernel::kSimple, DecodeKernel::kWarpSplit,
+                             DecodeKernel::kWarpSplitMerged, DecodeKernel::kWarpSplitMergedFourCtas}) {
     for (int chunk : {1, 2, 8, 16, 32}) {
       for (double log_eps : {0.0, -10.0, -2.0}) {
         for (bool empty : {false, true}) {
           const double e =
               Compare(b, log_eps, chunk, &skipped, PrefillKernel::kSimple, kernel, empty);
           printf("[ measured ] %s decode, %d blocks per task%s, log eps %g: worst %.3g\n",
-                 kernel == DecodeKernel::kSimple ? "simple" : "warp-split", chunk,
+                 kernel == DecodeKernel::kSimple      ? "simple"
+                 : kernel == DecodeKernel::kWarpSplit ? "warp-split"
+                 : kernel == DecodeKernel::kWarpSplitMerged ? "warp-split merged"
+                                                            : "warp-split merged, 4 CTAs an SM",
+                 chunk,
                  empty ? " (+ empty tasks)" : "", log_eps, e);
           worst = std::max(worst, e);
         }
