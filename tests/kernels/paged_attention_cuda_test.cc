@@ -448,10 +448,10 @@ TEST(TmaPrefillTest, MatchesTheCpuTwin) {
   }
 }
 
-// That the bounds are used, not only harmless: rows whose bound lies far below their logits
-// (a broken contract: -10 times |q| max|k| scale, so probabilities of e^(logit + ~90)) overflow
-// on the fixed-maximum path, which the online softmax cannot; the same rows past the limit of
-// 30 (10 times the bound) are exact again.
+// That the bounds are used, not only harmless: with bounds far below the logits (a broken
+// contract: -10 times |q| max|k| scale, about -100) a task whose largest row bound lies below
+// about -88 takes probabilities past fp32's range on the fixed-maximum path, which the online
+// softmax cannot; the same rows past the limit of 30 (10 times the bound) are exact again.
 TEST(TmaPrefillTest, TakesTheRowBoundsAsTheMaximum) {
   const char* why = nullptr;
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
