@@ -243,9 +243,9 @@ struct FoxCudaModel::Impl {
   absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
                         const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                         const DeviceStep* step);
-  // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
   // row_arrivals with room for `rows` counters, all zero (on `stream`).
   absl::Status ReserveRowArrivals(int64_t rows);
+  // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
   absl::Status PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
                                const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
                                LayerPlan* plan);

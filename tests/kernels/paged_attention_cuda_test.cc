@@ -368,8 +368,9 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
       {1, 0, 0.1}, {64, 63, 0.0}, {65, 64, 1.0}, {2049, 2048, 0.01}, {4000, 3999, 5.0},
       {3000, 2999, -1}};
   const Batch b = MakeBatch(decodes, rng);
-  for (DecodeKernel kernel : {DecodeKernel::kSimple, DecodeKernel::kWarpSplit,
-                             DecodeKernel::kWarpSplitMerged, DecodeKernel::kWarpSplitMergedFourCtas}) {
+  for (DecodeKernel kernel :
+       {DecodeKernel::kSimple, DecodeKernel::kWarpSplit, DecodeKernel::kWarpSplitMerged,
+        DecodeKernel::kWarpSplitMergedFourCtas}) {
     for (int chunk : {1, 2, 8, 16, 32}) {
       for (double log_eps : {0.0, -10.0, -2.0}) {
         for (bool empty : {false, true}) {
@@ -380,8 +381,7 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
                  : kernel == DecodeKernel::kWarpSplit ? "warp-split"
                  : kernel == DecodeKernel::kWarpSplitMerged ? "warp-split merged"
                                                             : "warp-split merged, 4 CTAs an SM",
-                 chunk,
-                 empty ? " (+ empty tasks)" : "", log_eps, e);
+                 chunk, empty ? " (+ empty tasks)" : "", log_eps, e);
           worst = std::max(worst, e);
         }
       }
