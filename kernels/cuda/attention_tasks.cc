@@ -64,6 +64,15 @@ int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t
   return longest > 128 ? 32 : 16;
 }
 
+bool FourCtasFillWavesBetter(int64_t tasks, int64_t three_cta_slots, int64_t four_cta_slots) {
+  if (tasks <= 0 || three_cta_slots <= 0 || four_cta_slots <= 0) return false;
+  auto filled = [tasks](int64_t per_wave) {
+    const int64_t waves = (tasks + per_wave - 1) / per_wave;
+    return static_cast<double>(tasks) / (static_cast<double>(waves) * per_wave);
+  };
+  return filled(four_cta_slots) > filled(three_cta_slots) + 0.05;
+}
+
 void BuildAttentionTaskShapes(const std::vector<AttentionItem>& items, int32_t num_heads,
                               int32_t page_size, int32_t decode_chunk_blocks,
                               HostAttentionTasks* out, std::vector<int32_t>* prefill_task_base,

@@ -44,6 +44,12 @@ void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_he
 int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t num_heads,
                                 int32_t page_size);
 
+// Whether `tasks` decode CTAs fill their waves (launches of as many CTAs as the GPU holds at
+// once: three_cta_slots or four_cta_slots, the GPU's SMs times 3 or 4) at least 5 points better
+// with 4 CTAs an SM than with 3; the warp-split decode launcher then takes its 4-CTA build
+// (paged_attention_cuda.h says why). Ties go to 3, the faster build on dense steps.
+bool FourCtasFillWavesBetter(int64_t tasks, int64_t three_cta_slots, int64_t four_cta_slots);
+
 // The same task lists for a step whose ACP starts are planned on the GPU (acp_plan_cuda.h): the
 // shapes only, in the same order, prefill_start and decode_begin/end left for the planner. Per
 // decode item, item.starts holds [head] a block that no start of this step can precede (the

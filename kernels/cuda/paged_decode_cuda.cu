@@ -4,6 +4,7 @@
 
 #include <cfloat>
 
+#include "kernels/cuda/attention_tasks.h"
 #include "kernels/cuda/kv_page.cuh"
 #include "kernels/cuda/paged_attention_cuda.h"
 
@@ -458,17 +459,6 @@ const DecodeSlots& ResidentDecodeSlots() {
   return slots;
 }
 
-// Whether `tasks` fill their waves (launches of as many CTAs as the GPU holds at once) clearly
-// better with 4 CTAs an SM than with 3: the last wave's empty slots are memory left idle, as a
-// warp has one half-page of loads in flight. Ties go to the 3-CTA build, faster in dense steps.
-bool FourCtasFillWavesBetter(int tasks, const DecodeSlots& slots) {
-  if (tasks <= 0 || slots.three_ctas <= 0 || slots.four_ctas <= 0) return false;
-  auto filled = [tasks](int per_wave) {
-    const int waves = (tasks + per_wave - 1) / per_wave;
-    return static_cast<double>(tasks) / (static_cast<double>(waves) * per_wave);
-  };
-  return filled(slots.four_ctas) > filled(slots.three_ctas) + 0.05;
-}
 
 // One warp per (token, head) row, two dimensions a lane: 8-byte loads and 4-byte stores. (A CTA
 // of 64 threads a row, one element each, ran at about a quarter of the copy bandwidth.)
@@ -514,7 +504,8 @@ cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttenti
   const bool four_ctas =
       occupancy == DecodeOccupancy::kFourCtasPerSm ||
       (occupancy == DecodeOccupancy::kChosen &&
-       FourCtasFillWavesBetter(tasks.count - tasks.padding_tasks, ResidentDecodeSlots()));
+       FourCtasFillWavesBetter(tasks.count - tasks.padding_tasks,
+                               ResidentDecodeSlots().three_ctas, ResidentDecodeSlots().four_ctas));
   if (four_ctas) {
     PagedDecodeWarpSplitFourCtasKernel<<<tasks.count, 32 * kSplitWarps, 0, stream>>>(pool, rows,
                                                                                     tasks);

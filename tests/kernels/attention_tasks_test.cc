@@ -141,6 +141,19 @@ TEST(ChooseDecodeChunkBlocksTest, FollowsTheLongestLiveRangeOfTheDecodeRows) {
   EXPECT_EQ(ChooseDecodeChunkBlocks({prefill, decode(640, {0, 0})}, 2, kPage), 16);
 }
 
+// The 4-CTA decode build when its waves are clearly fuller: on an H200 (132 SMs: 396 or 528
+// CTAs at once) 4x16384 with ACP at 32 blocks a task is about 490 tasks, one wave of 4 (93%
+// full) against two of 3 (62%); dense 4x16384 is 768 tasks, 97% against 73%.
+TEST(FourCtasFillWavesBetterTest, TakesFourCtasOnlyForClearlyFullerWaves) {
+  EXPECT_TRUE(FourCtasFillWavesBetter(490, 396, 528));
+  EXPECT_FALSE(FourCtasFillWavesBetter(768, 396, 528));
+  EXPECT_FALSE(FourCtasFillWavesBetter(373, 396, 528)) << "one wave either way: 3 is as full";
+  EXPECT_FALSE(FourCtasFillWavesBetter(3168, 396, 528)) << "8 and 6 full waves: a tie";
+  EXPECT_TRUE(FourCtasFillWavesBetter(950, 396, 528)) << "80% against 90%";
+  EXPECT_FALSE(FourCtasFillWavesBetter(0, 396, 528));
+  EXPECT_FALSE(FourCtasFillWavesBetter(490, 0, 0)) << "occupancy unknown";
+}
+
 }  // namespace
 }  // namespace kernels
 }  // namespace foxserve
