@@ -501,11 +501,12 @@ cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttenti
                                        DecodeOccupancy occupancy) {
   if (pool.page_size != PS || pool.head_dim != D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
+  const DecodeSlots& slots = ResidentDecodeSlots();
   const bool four_ctas =
       occupancy == DecodeOccupancy::kFourCtasPerSm ||
       (occupancy == DecodeOccupancy::kChosen &&
-       FourCtasFillWavesBetter(tasks.count - tasks.padding_tasks,
-                               ResidentDecodeSlots().three_ctas, ResidentDecodeSlots().four_ctas));
+       FourCtasFillWavesBetter(tasks.count - tasks.padding_tasks, slots.three_ctas,
+                               slots.four_ctas));
   if (four_ctas) {
     PagedDecodeWarpSplitFourCtasKernel<<<tasks.count, 32 * kSplitWarps, 0, stream>>>(pool, rows,
                                                                                     tasks);

@@ -445,6 +445,27 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 #pragma unroll
       for (int h = 0; h < kPages; ++h) PinRegisters(s[h]);
 
+      // Calls f(x, c_key, i, j, beyond) for each score x of page h this thread holds: c_key the
+      // key's decay relative to the page's base, i its row (g or g + 8), j = (n % 2) * 2 + e its
+      // place among four partial chains, beyond whether the key lies past what row i may see
+      // (only in a masked iteration).
+      auto for_each_score = [&](int h, auto masked, auto&& f) {
+#pragma unroll
+        for (int n = 0; n < PS / 8; ++n) {
+          const int key = 8 * n + 2 * t4;
+          const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
+          const float c_key[2] = {cc.x, cc.y};
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const bool beyond = decltype(masked)::value && key + e >= limit[h][i];
+              f(s[h][4 * n + 2 * i + e], c_key[e], i, (n % 2) * 2 + e, beyond);
+            }
+          }
+        }
+      };
+
       float rescale[2] = {1.0f, 1.0f};
       if constexpr (kFixedMax) {
         // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): two FFMA a score.
@@ -459,23 +480,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
         auto expo = [&](auto masked) {
 #pragma unroll
           for (int h = 0; h < kPages; ++h) {
-#pragma unroll
-            for (int n = 0; n < PS / 8; ++n) {
-              const int key = 8 * n + 2 * t4;
-              const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
-              const float c_key[2] = {cc.x, cc.y};
-#pragma unroll
-              for (int i = 0; i < 2; ++i) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                  float& x = s[h][4 * n + 2 * i + e];
-                  float t = fmaf(c_key[e], -kLog2e, fmaf(x, scale_log2, row_k[h][i]));
-                  if (decltype(masked)::value && key + e >= limit[h][i]) t = -INFINITY;
-                  x = FastExp2(t);
-                  if constexpr (!S::kTensorSums) sum[i][(n % 2) * 2 + e] += x;
-                }
-              }
-            }
+            for_each_score(h, masked, [&](float& x, float c_key, int i, int j, bool beyond) {
+              float t = fmaf(c_key, -kLog2e, fmaf(x, scale_log2, row_k[h][i]));
+              if (beyond) t = -INFINITY;
+              x = FastExp2(t);
+              if constexpr (!S::kTensorSums) sum[i][j] += x;
+            });
           }
         };
         Dispatch(masked, expo);
@@ -495,36 +505,17 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 #pragma unroll
             for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
           }
-          {
-            constexpr int h = decltype(page)::value;
+          constexpr int h = decltype(page)::value;
+          for_each_score(h, masked, [&](float& x, float c_key, int i, int j, bool beyond) {
+            x = fmaf(x, scale, -c_key);
+            if (beyond) x = -INFINITY;
+            chain[i][j] = fmaxf(chain[i][j], x);  // the page's bias is added to its maximum below
+          });
 #pragma unroll
-            for (int n = 0; n < PS / 8; ++n) {
-              const int key = 8 * n + 2 * t4;
-              const float2 cc = KeyDecays(sm.vc[stage][h], n, t4);
-              const float c_key[2] = {cc.x, cc.y};
-#pragma unroll
-              for (int i = 0; i < 2; ++i) {
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                  float& x = s[h][4 * n + 2 * i + e];
-                  x = fmaf(x, scale, -c_key[e]);
-                  if (decltype(masked)::value && key + e >= limit[h][i]) x = -INFINITY;
-                  // Per half: the half's bias is added to its maximum below.
-                  float& y = chain[i][(n % 2) * 2 + e];
-                  y = fmaxf(y, x);
-                }
-              }
-              if (n == PS / 8 - 1) {  // the half done: its maxima, with its bias
-#pragma unroll
-                for (int i = 0; i < 2; ++i) {
-                  const float half_max =
-                      fmaxf(fmaxf(chain[i][0], chain[i][1]), fmaxf(chain[i][2], chain[i][3]));
-                  row_max[i] = fmaxf(row_max[i], half_max + bias[h][i]);
-#pragma unroll
-                  for (int j = 0; j < 4; ++j) chain[i][j] = -INFINITY;
-                }
-              }
-            }
+          for (int i = 0; i < 2; ++i) {  // the page's maxima, with its bias
+            const float page_max =
+                fmaxf(fmaxf(chain[i][0], chain[i][1]), fmaxf(chain[i][2], chain[i][3]));
+            row_max[i] = fmaxf(row_max[i], page_max + bias[h][i]);
           }
         };
         auto score_pages = [&](auto masked) {
