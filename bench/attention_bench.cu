@@ -116,9 +116,9 @@ int Run(int argc, char** argv) {
               "wgmma err", "skipped");
   std::printf("  tma rows: %-9s %-5s %-8s %10s %10s %10s %8s\n", "B x T", "acp", "shape", "ms",
               "TFLOP/s", "err", "/wgmma");
-  // decode rows: "warp us" the warp-split kernel (3 CTAs an SM) and a merge launch, "merged us"
-  // the kernel with the merge fused into it and its CTA build chosen by the launcher (the CUDA
-  // model's path; GB/s and "of copy" are its); below, the same with each build forced.
+  // decode rows: "warp us" the warp-split kernel and a merge launch, "merged us" the kernel with
+  // the merge fused into it (the CUDA model's path; GB/s and "of copy" are its), both with the
+  // CTA build the launcher chooses; below, the fused path with each build forced.
   std::printf("  decode rows: %-9s %-5s %6s %12s %12s %12s %10s %8s %9s\n", "B x T", "acp",
               "chunk", "simple us", "warp us", "merged us", "GB/s live", "of copy", "skipped");
   std::ofstream taus_file;
@@ -443,11 +443,12 @@ int Run(int argc, char** argv) {
           k->four_us.push_back(time_decode(four_ctas, k->merged));
         }
       }
+      auto median = [](std::vector<double> rounds) {
+        std::sort(rounds.begin(), rounds.end());
+        return rounds[rounds.size() / 2];
+      };
       for (auto& k : cases) {
-        std::sort(k->warp_us.begin(), k->warp_us.end());
-        std::sort(k->merged_us.begin(), k->merged_us.end());
-        const double warp_us = k->warp_us[k->warp_us.size() / 2];
-        const double merged_us = k->merged_us[k->merged_us.size() / 2];
+        const double warp_us = median(k->warp_us), merged_us = median(k->merged_us);
         const double live_bytes =
             static_cast<double>(k->tasks.live_key_blocks) * CudaPageBytes(PS, D);
         const double decode_skipped =
@@ -458,12 +459,11 @@ int Run(int argc, char** argv) {
                     static_cast<long long>(B), static_cast<long long>(T), acp ? "on" : "off",
                     k->chunk, k->automatic ? "a" : "", k->simple_us, warp_us, merged_us,
                     merged_gbs, 100 * merged_gbs / copy_gbs, 100 * decode_skipped,
-                    k->merged_us.front(), k->merged_us.back());
-        for (auto* times : {&k->three_us, &k->four_us}) {
-          std::sort(times->begin(), times->end());
-          const double us = (*times)[times->size() / 2];
-          std::printf("    %s CTAs an SM: %.1f us (%.1f%% of copy)\n",
-                      times == &k->three_us ? "3" : "4", us,
+                    *std::min_element(k->merged_us.begin(), k->merged_us.end()),
+                    *std::max_element(k->merged_us.begin(), k->merged_us.end()));
+        for (int ctas : {3, 4}) {
+          const double us = median(ctas == 3 ? k->three_us : k->four_us);
+          std::printf("    %d CTAs an SM: %.1f us (%.1f%% of copy)\n", ctas, us,
                       100 * live_bytes / (us * 1e-6) / 1e9 / copy_gbs);
         }
       }
