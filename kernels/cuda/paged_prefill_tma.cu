@@ -216,11 +216,6 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       *reinterpret_cast<SharedState<S>*>(raw + ((1024 - SharedAddress(raw) % 1024) % 1024));
   const int tid = threadIdx.x, warp_all = tid / 32, lane = tid % 32;
   const int cta_task = (gridDim.x - 1 - blockIdx.x) * kConsumers;
-  TaskSpan task[kConsumers];
-#pragma unroll
-  for (int i = 0; i < kConsumers; ++i) task[i] = ReadTask(rows, tasks, cta_task + i);
-  const Walks<kConsumers> walks = PlanWalks(task);
-
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
       BarrierInit(&sm.full[s], 1);
@@ -230,6 +225,10 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     for (int s = 0; s < kStages; ++s) sm.issued[s] = -1;
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
+  TaskSpan task[kConsumers];
+#pragma unroll
+  for (int i = 0; i < kConsumers; ++i) task[i] = ReadTask(rows, tasks, cta_task + i);
+  const Walks<kConsumers> walks = PlanWalks(task);
   if constexpr (S::kTensorSums) {
     constexpr int kChunks = kTileBytes / 16;  // 16-byte chunks of a ones block
     for (int i = tid; i < kStages * kPages * kChunks; i += S::kThreads) {
@@ -260,9 +259,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           users += Overlaps(task[i], b0, last) ? 1 : 0;
         }
         int32_t id[kPages];
+        double page_base[kPages];  // loaded before any store (see StageQueryTile)
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
           id[h] = b0 + h <= hi ? pages[b0 + h] : 0;
+          page_base[h] = base[min(b0 + h, hi)];
+        }
+#pragma unroll
+        for (int h = 0; h < kPages; ++h) {
           if (id[h] < 0) __trap();  // an evicted block was planned as live
         }
         // The walk's last page, when partly written, lands on the `landed` barrier first: the
@@ -278,7 +282,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           for (int h = 0; h < kPages; ++h) {
             // A page past the walk's end is copied from past the end of the pool: TMA fills
             // zeros.
-            sm.base[stage][h] = base[min(b0 + h, hi)];
+            sm.base[stage][h] = page_base[h];
             const int32_t row = (b0 + h <= hi ? id[h] : oob_page) * kPageRows;
             CopyRows(sm.k[stage][h], &k_map, row, copied);
             CopyRows(sm.vc[stage][h], &vc_map, row + PS, copied);
@@ -308,15 +312,20 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   const TaskSpan mine = task[group];
   if (!mine.valid) return;  // the producer accounts for this consumer's stages
 
+  // The task's rows, its logit bound and Q: every load before the first store (the start of a
+  // CTA is a chain of memory round trips that nothing else on the SM hides).
   const TaskRows my_rows = ReadTaskRows(rows, mine, warp, g8);
-  StageQueryTile(sm.q[group], rows, mine, ctid);
   // A bound on the task's logits (|q.k| scale; the decay only lowers them): the largest of its
   // rows' bounds.
+  float b = 0.0f;
   if (rows.row_logit_bound != nullptr) {
-    float b = fmaxf(rows.row_logit_bound[static_cast<int64_t>(my_rows.token[0]) * rows.num_heads +
-                                         mine.head],
-                    rows.row_logit_bound[static_cast<int64_t>(my_rows.token[1]) * rows.num_heads +
-                                         mine.head]);
+    b = fmaxf(rows.row_logit_bound[static_cast<int64_t>(my_rows.token[0]) * rows.num_heads +
+                                   mine.head],
+              rows.row_logit_bound[static_cast<int64_t>(my_rows.token[1]) * rows.num_heads +
+                                   mine.head]);
+  }
+  StageQueryTile(sm.q[group], rows, mine, ctid);
+  if (rows.row_logit_bound != nullptr) {
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, d));
     if (lane == 0) sm.bound[group][warp] = b;

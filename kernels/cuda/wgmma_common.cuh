@@ -158,11 +158,14 @@ struct TaskSpan {
   int64_t table = 0;
 };
 
+// A task past the end (the last CTA's) reads the last task's fields and is marked invalid:
+// with no branch around its loads, a CTA reading several tasks can issue them together (a CTA
+// is alone on its SM, so the round trips of its start are time the SM idles).
 __device__ __forceinline__ TaskSpan ReadTask(const CudaAttentionRows& rows,
                                              const CudaPrefillTasks& tasks, int i) {
   TaskSpan s;
-  if (i >= tasks.count) return s;
-  s.valid = true;
+  s.valid = i < tasks.count;
+  i = min(i, tasks.count - 1);  // count > 0: the launchers return before empty launches
   s.t0 = tasks.first_token[i];
   s.num_rows = tasks.num_rows[i];
   s.head = tasks.head[i];
@@ -198,19 +201,27 @@ __device__ __forceinline__ TaskRows ReadTaskRows(const CudaAttentionRows& rows,
 }
 
 // Q of the task's rows, rounded to bf16, into a swizzled 64 x 64 tile: 512 chunks of 8 dims,
-// four a thread of the warpgroup (ctid: the thread's index in it).
+// four a thread of the warpgroup (ctid: the thread's index in it). All loads come before the
+// first store: the compiler cannot move a load above a store it cannot tell apart from it, and
+// four round trips in a row would delay the CTA's first product.
 __device__ __forceinline__ void StageQueryTile(uint8_t* tile, const CudaAttentionRows& rows,
                                                const TaskSpan& task, int ctid) {
+  float4 x[4], y[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
     const int token = task.t0 + (r < task.num_rows ? r : 0);
     const float* src =
         rows.q + static_cast<int64_t>(token) * rows.num_heads * D + task.head * D + col * 8;
-    const float4 x = *reinterpret_cast<const float4*>(src);
-    const float4 y = *reinterpret_cast<const float4*>(src + 4);
+    x[i] = *reinterpret_cast<const float4*>(src);
+    y[i] = *reinterpret_cast<const float4*>(src + 4);
+  }
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
     *reinterpret_cast<uint4*>(tile + SwizzledOffset(r, col)) =
-        make_uint4(PackBf16(x.x, x.y), PackBf16(x.z, x.w), PackBf16(y.x, y.y), PackBf16(y.z, y.w));
+        make_uint4(PackBf16(x[i].x, x[i].y), PackBf16(x[i].z, x[i].w), PackBf16(y[i].x, y[i].y),
+                   PackBf16(y[i].z, y[i].w));
   }
 }
 
