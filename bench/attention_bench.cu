@@ -3,11 +3,15 @@
 //
 //   attention_bench [--shapes 16x4096,4x16384,2x32768] [--heads 24] [--repeats 5]
 //                   [--decode-chunks auto,16,32] [--taus-out FILE] [--skip-simple 1]
+//                   [--timeline-dir DIR]
 // --decode-chunks: key blocks per split-K decode task, one decode line each; "auto" is the
 // CUDA model's per-step choice (kernels::ChooseDecodeChunkBlocks).
 // --taus-out writes each shape's per-head decay times ("BxT tau_0 ... tau_H-1" a line), which
 // bench/attention_reference.py --taus reads, so that the reference kernels run the same mix (a
 // draw of 24 log-uniform decay times moves the fraction of tiles ACP skips by several points).
+// --timeline-dir: after timing each TMA prefill shape with logit bounds, one more launch writes
+// its per-CTA timeline (kernels::kPrefillTimelineSlots words a CTA, one line each) to
+// DIR/timeline_<shape>_<B>x<T>_<dense|acp>.txt, which bench/prefill_timeline.py summarises.
 //
 // Decay mix: per head a decay time tau log-uniform in [1, 1e4] tokens; per token the gate logit
 // is bias(tau) + 0.5 N(0, 1) with bias(tau) = -log(expm1(1 / tau)); q and k rows have unit RMS
@@ -70,7 +74,7 @@ int Run(int argc, char** argv) {
   int heads = 24, repeats = 5;
   std::vector<int> decode_chunks = {0};  // key blocks per split-K decode task; 0: auto
   bool skip_simple = false;
-  std::string taus_out;
+  std::string taus_out, timeline_dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i], value = argv[i + 1];
     if (flag == "--shapes") {
@@ -92,6 +96,8 @@ int Run(int argc, char** argv) {
       skip_simple = value == "1";
     } else if (flag == "--taus-out") {
       taus_out = value;
+    } else if (flag == "--timeline-dir") {
+      timeline_dir = value;
     }
   }
   cudaEvent_t e0, e1;
@@ -307,6 +313,23 @@ int Run(int argc, char** argv) {
               return LaunchPagedPrefillTma(pool, r, a..., tma_shape);
             },
             &k.diff);
+        if (!timeline_dir.empty() && k.bounded) {
+          const int ctas = PrefillTmaCtas(prefill, tma_shape);
+          DeviceBuffer<uint64_t> timeline(static_cast<size_t>(ctas) * kPrefillTimelineSlots);
+          FOXSERVE_CUDA_CHECK(
+              LaunchPagedPrefillTma(pool, r, prefill, nullptr, tma_shape, timeline.get()));
+          const std::vector<uint64_t> words = timeline.Download();
+          const std::string path = timeline_dir + "/timeline_" + k.name + "_" +
+                                   std::to_string(B) + "x" + std::to_string(T) +
+                                   (acp ? "_acp" : "_dense") + ".txt";
+          std::ofstream f(path);
+          for (int cta = 0; cta < ctas; ++cta) {
+            for (int i = 0; i < kPrefillTimelineSlots; ++i) {
+              f << (i ? " " : "") << words[static_cast<size_t>(cta) * kPrefillTimelineSlots + i];
+            }
+            f << "\n";
+          }
+        }
       }
       const double flops = 4.0 * D * static_cast<double>(T) * T / 2 * B * H;
       const double prefill_skipped = 1.0 - static_cast<double>(tasks.live_key_blocks) / dense_tiles;

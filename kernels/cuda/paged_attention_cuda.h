@@ -120,9 +120,18 @@ enum class TmaPrefillShape {
   kTwoGroups128KeysTensorSums,
   kThreeGroups128KeysOverlap,
 };
+// timeline (optional; benchmarks): when set, each CTA c writes kPrefillTimelineSlots words at
+// timeline + c * kPrefillTimelineSlots: its SM, then nanosecond stamps (%globaltimer) of its
+// start, of its tasks read, of each consumer ready (Q and logit bound staged; 0 without a
+// task) and of each consumer's rows written (0 without a task); consumers past the shape's
+// count are 0. PrefillTmaCtas gives the CTA count. A CTA owns its SM, so the stamps show what
+// its start and its end cost (bench/prefill_timeline.py sums them up).
+constexpr int kPrefillTimelineSlots = 9;
+int PrefillTmaCtas(const CudaPrefillTasks& tasks, TmaPrefillShape shape);
 cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream,
-                                  TmaPrefillShape shape = TmaPrefillShape::kTwoGroups128Keys);
+                                  TmaPrefillShape shape = TmaPrefillShape::kTwoGroups128Keys,
+                                  uint64_t* timeline = nullptr);
 // Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and
 // weigh nothing. The simple kernel: one key per thread, a shared-memory reduction of 64-wide
 // states per task.

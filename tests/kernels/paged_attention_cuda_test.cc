@@ -173,7 +173,8 @@ void AddEmptyDecodeTasks(HostAttentionTasks* t) {
 double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int64_t* skipped,
                PrefillKernel kernel = PrefillKernel::kSimple,
                DecodeKernel decode_kernel = DecodeKernel::kSimple, bool empty_tasks = false,
-               double bound_scale = 0, int64_t* non_finite_rows = nullptr) {
+               double bound_scale = 0, int64_t* non_finite_rows = nullptr,
+               std::vector<uint64_t>* tma_timeline = nullptr) {
   const int H = b.H;
   const int64_t tokens = static_cast<int64_t>(b.token_position.size());
   std::vector<AttentionItem> items;
@@ -299,7 +300,15 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
     default: {
       const auto shape = static_cast<TmaPrefillShape>(static_cast<int>(kernel) -
                                                       static_cast<int>(PrefillKernel::kTma));
-      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTma(pool, rows, prefill, nullptr, shape));
+      DeviceBuffer<uint64_t> timeline;
+      if (tma_timeline != nullptr) {  // every word poisoned, so that one left unwritten shows
+        timeline.Upload(std::vector<uint64_t>(
+            static_cast<size_t>(PrefillTmaCtas(prefill, shape)) * kPrefillTimelineSlots,
+            ~uint64_t{0}));
+      }
+      FOXSERVE_CUDA_CHECK(
+          LaunchPagedPrefillTma(pool, rows, prefill, nullptr, shape, timeline.get()));
+      if (tma_timeline != nullptr) *tma_timeline = timeline.Download();
       break;
     }
   }
@@ -470,6 +479,52 @@ TEST(TmaPrefillTest, TakesTheRowBoundsAsTheMaximum) {
     printf("[ measured ] shape %d: %lld of %zu rows overflow under bounds -10x; bounds 10x: %.3g\n",
            static_cast<int>(kernel), static_cast<long long>(overflowed),
            b.token_position.size() * b.H, e);
+  }
+}
+
+// The timeline a benchmark asks for: one record a CTA, stamps in order, a ready and a done stamp
+// for every task and none for the consumers without one; the outputs as without it.
+TEST(TmaPrefillTest, WritesATimeline) {
+  const char* why = nullptr;
+  if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
+  int sm_count = 0;
+  FOXSERVE_CUDA_CHECK(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, 0));
+  std::mt19937 rng(10);
+  const Batch b = MakeBatch({{700, 0, 0.0}, {129, 64, 3.0}}, rng);
+  int64_t tasks = 0;  // one a query block and head
+  for (const Sequence& s : b.seqs) tasks += ((s.length - 1) / PS - s.first_position / PS + 1) * b.H;
+  for (PrefillKernel kernel : {PrefillKernel::kTma, PrefillKernel::kTmaThreeGroupsOverlap}) {
+    const int consumers = kernel == PrefillKernel::kTma ? 2 : 3;
+    std::vector<uint64_t> t;
+    int64_t skipped = 0;
+    const double e = Compare(b, -10.0, 16, &skipped, kernel, DecodeKernel::kSimple, false, 1.0,
+                             nullptr, &t);
+    EXPECT_LT(e, 2e-2);
+    ASSERT_EQ(t.size(), static_cast<size_t>((tasks + consumers - 1) / consumers) *
+                            kPrefillTimelineSlots);
+    int64_t ready = 0, done = 0;
+    for (size_t cta = 0; cta < t.size() / kPrefillTimelineSlots; ++cta) {
+      const uint64_t* r = t.data() + cta * kPrefillTimelineSlots;
+      EXPECT_LT(r[0], static_cast<uint64_t>(sm_count)) << "CTA " << cta << ": its SM";
+      EXPECT_GT(r[1], 0u);
+      EXPECT_LE(r[1], r[2]) << "CTA " << cta << ": tasks read before it started";
+      for (int g = 0; g < 3; ++g) {
+        const uint64_t ready_at = r[3 + g], done_at = r[6 + g];
+        if (g >= consumers) {
+          EXPECT_EQ(ready_at, 0u);
+          EXPECT_EQ(done_at, 0u);
+          continue;
+        }
+        EXPECT_EQ(ready_at == 0, done_at == 0) << "CTA " << cta << ", consumer " << g;
+        if (ready_at == 0) continue;
+        EXPECT_LE(r[2], ready_at) << "CTA " << cta << ", consumer " << g;
+        EXPECT_LE(ready_at, done_at) << "CTA " << cta << ", consumer " << g;
+        ++ready;
+        ++done;
+      }
+    }
+    EXPECT_EQ(ready, tasks);
+    EXPECT_EQ(done, tasks);
   }
 }
 
