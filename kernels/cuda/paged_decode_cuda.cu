@@ -368,8 +368,14 @@ __global__ void __launch_bounds__(kMergeGroups * D) MergePartialsKernel(CudaAtte
   MergeRow<kMergeGroups>(rows, tasks, blockIdx.x);
 }
 
+// Whether the warp-split launch merges its rows itself (CudaDecodeTasks::task_row and
+// row_arrivals set) rather than leaving the merge to a second launch.
+__host__ __device__ __forceinline__ bool MergesInLaunch(const CudaDecodeTasks& tasks) {
+  return tasks.row_arrivals != nullptr && tasks.task_row != nullptr;
+}
+
 // The decode row a task's partial state goes to when the merge is fused into the decode
-// launch (CudaDecodeTasks::row_arrivals set): row -1 when it is not, or for a padding task.
+// launch: row -1 when it is not, or for a padding task.
 struct MergeTarget {
   int row = -1;
   int partials = 0;  // the row's task count
@@ -378,7 +384,7 @@ struct MergeTarget {
 
 __device__ __forceinline__ MergeTarget LoadMergeTarget(const CudaDecodeTasks& tasks, int task) {
   MergeTarget target;
-  if (tasks.row_arrivals == nullptr || tasks.task_row == nullptr) return target;
+  if (!MergesInLaunch(tasks)) return target;
   target.row = tasks.task_row[task];
   if (target.row >= 0) {
     target.partials = tasks.row_partials[target.row + 1] - tasks.row_partials[target.row];
@@ -459,7 +465,6 @@ const DecodeSlots& ResidentDecodeSlots() {
   return slots;
 }
 
-
 // One warp per (token, head) row, two dimensions a lane: 8-byte loads and 4-byte stores. (A CTA
 // of 64 threads a row, one element each, ran at about a quarter of the copy bandwidth.)
 constexpr int kAppendWarps = 8;
@@ -514,7 +519,7 @@ cudaError_t LaunchPagedDecodeWarpSplit(const CudaKvPool& pool, const CudaAttenti
     PagedDecodeWarpSplitKernel<<<tasks.count, 32 * kSplitWarps, 0, stream>>>(pool, rows, tasks);
   }
   if (cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
-  if (tasks.row_arrivals != nullptr && tasks.task_row != nullptr) return cudaSuccess;  // merged
+  if (MergesInLaunch(tasks)) return cudaSuccess;
   return LaunchMerge(rows, tasks, stream);
 }
 

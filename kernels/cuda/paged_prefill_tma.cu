@@ -681,7 +681,8 @@ namespace {
 
 template <typename S>
 cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                   const CudaPrefillTasks& tasks, cudaStream_t stream, uint64_t* timeline) {
+                   const CudaPrefillTasks& tasks, int ctas, cudaStream_t stream,
+                   uint64_t* timeline) {
   CUtensorMap k_map, vc_map;
   if (cudaError_t e = EncodePoolMap(pool, PS, &k_map); e != cudaSuccess) return e;
   if (cudaError_t e = EncodePoolMap(pool, kPageRows - PS, &vc_map); e != cudaSuccess) return e;
@@ -691,8 +692,7 @@ cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
       e != cudaSuccess) {
     return e;
   }
-  PagedPrefillTmaKernel<S><<<(tasks.count + S::kConsumers - 1) / S::kConsumers, S::kThreads,
-                             kSharedBytes<S>, stream>>>(
+  PagedPrefillTmaKernel<S><<<ctas, S::kThreads, kSharedBytes<S>, stream>>>(
       k_map, vc_map, static_cast<int32_t>(pool.num_pages), rows, tasks, timeline);
   return cudaGetLastError();
 }
@@ -711,19 +711,21 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   using namespace prefill::tma;
   if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
+  // One count of CTAs for the launch and for the timeline's size.
+  const int ctas = PrefillTmaCtas(tasks, shape);
   const bool stamped = timeline != nullptr;
   switch (shape) {
     case TmaPrefillShape::kTwoGroups128KeysTensorSums:
-      return stamped ? Launch<Shape<2, true, true>>(pool, rows, tasks, stream, timeline)
-                     : Launch<Shape<2, true>>(pool, rows, tasks, stream, nullptr);
+      return stamped ? Launch<Shape<2, true, true>>(pool, rows, tasks, ctas, stream, timeline)
+                     : Launch<Shape<2, true>>(pool, rows, tasks, ctas, stream, nullptr);
     case TmaPrefillShape::kThreeGroups128KeysOverlap:
-      return stamped ? Launch<Shape<3, false, true>>(pool, rows, tasks, stream, timeline)
-                     : Launch<Shape<3>>(pool, rows, tasks, stream, nullptr);
+      return stamped ? Launch<Shape<3, false, true>>(pool, rows, tasks, ctas, stream, timeline)
+                     : Launch<Shape<3>>(pool, rows, tasks, ctas, stream, nullptr);
     case TmaPrefillShape::kTwoGroups128Keys:
       break;
   }
-  return stamped ? Launch<Shape<2, false, true>>(pool, rows, tasks, stream, timeline)
-                 : Launch<Shape<2>>(pool, rows, tasks, stream, nullptr);
+  return stamped ? Launch<Shape<2, false, true>>(pool, rows, tasks, ctas, stream, timeline)
+                 : Launch<Shape<2>>(pool, rows, tasks, ctas, stream, nullptr);
 }
 
 }  // namespace kernels
