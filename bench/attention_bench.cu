@@ -220,6 +220,7 @@ int Run(int argc, char** argv) {
       // Each row's logit bound |q| max|k| scale, as the model's planner gives it: |k| <= 8 times
       // FillKv's largest element (sqrt(3), rounded up past bf16's rounding).
       DeviceBuffer<float> bound_d(B * T * H);
+      float max_bound = 0;  // what the model knows from its weights (max_row_logit_bound)
       {
         std::vector<float> q(B * T * H * D), bound(B * T * H);
         for (float& x : q) x = static_cast<float>(normal(rng));
@@ -230,6 +231,7 @@ int Run(int argc, char** argv) {
         }
         q_d.Upload(q);
         bound_d.Upload(bound);
+        max_bound = *std::max_element(bound.begin(), bound.end());
       }
       pos_d.Upload(positions);
       table_d.Upload(table);
@@ -308,6 +310,7 @@ int Run(int argc, char** argv) {
         const TmaPrefillShape tma_shape = k.shape;
         CudaAttentionRows r = rows;
         r.row_logit_bound = k.bounded ? bound_d.get() : nullptr;
+        r.max_row_logit_bound = k.bounded ? max_bound : INFINITY;
         k.ms = time_and_compare(
             [tma_shape, r](const CudaKvPool& pool, const CudaAttentionRows&, auto&&... a) {
               return LaunchPagedPrefillTma(pool, r, a..., tma_shape);

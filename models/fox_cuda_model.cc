@@ -456,6 +456,12 @@ absl::Status FoxCudaModel::CandidateRow(int64_t k, std::vector<float>* row) {
                "candidate row");
 }
 
+float FoxCudaModel::Impl::LayerMaxLogitBound(int64_t l) const {
+  const int64_t H = config.num_heads;
+  const auto begin = logit_bounds.begin() + l * H;
+  return static_cast<float>(*std::max_element(begin, begin + H));
+}
+
 absl::Status FoxCudaModel::Impl::ReserveRowArrivals(int64_t rows) {
   if (rows <= row_arrivals_zeroed) return absl::OkStatus();
   row_arrivals.Resize(rows);

@@ -245,6 +245,9 @@ struct FoxCudaModel::Impl {
                         const DeviceStep* step);
   // row_arrivals with room for `rows` counters, all zero (on `stream`).
   absl::Status ReserveRowArrivals(int64_t rows);
+  // The largest of layer l's weight logit bounds: every row's StepLogitBound is at most this,
+  // which lets the TMA prefill launch its bounded build (CudaAttentionRows).
+  float LayerMaxLogitBound(int64_t l) const;
   // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
   absl::Status PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
                                const std::vector<int64_t>& row_offsets, const AcpOptions& acp,

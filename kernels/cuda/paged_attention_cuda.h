@@ -15,6 +15,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cmath>
 #include <cstdint>
 
 namespace foxserve {
@@ -55,6 +56,11 @@ struct CudaAttentionRows {
   // [tokens * H] or null: an upper bound on the row's logits |q.k| scale (before the decay, which
   // only lowers them). Where present and small, the TMA prefill uses it as the softmax maximum.
   const float* row_logit_bound = nullptr;
+  // Host side: a bound known to hold for every row_logit_bound (e.g. the largest of the layer's
+  // weight bounds, which StepLogitBound never exceeds). When it is at most 30 the TMA prefill
+  // launches a build without the online-softmax path, whose registers the bounded path then
+  // does not share (three consumers spilled in their loop otherwise).
+  float max_row_logit_bound = INFINITY;
 };
 
 // Prefill tasks: task i covers rows of tokens [first_token[i], first_token[i] + num_rows[i]) of

@@ -60,10 +60,16 @@ namespace {
 // kTimelineArg: the CTAs stamp a timeline (LaunchPagedPrefillTma's `timeline`); a build of its
 // own, so that the kernels that serve run without its stores and branches (a runtime check
 // measured 0.5-0.9% slower for two consumers).
-template <int kConsumersArg, bool kTensorSumsArg = false, bool kTimelineArg = false>
+// kBoundedArg: every task's logit bound is known to be at most kFixedMaxBound (the host's
+// CudaAttentionRows::max_row_logit_bound), so the build has no online-softmax path. With it
+// ptxas allocated the bounded loop's registers around both paths' live values: three consumers
+// spilled and reloaded some 26 values an iteration, none in this build.
+template <int kConsumersArg, bool kTensorSumsArg = false, bool kTimelineArg = false,
+          bool kBoundedArg = false>
 struct Shape {
   static constexpr int kConsumers = kConsumersArg;
   static constexpr bool kTimeline = kTimelineArg;
+  static constexpr bool kBounded = kBoundedArg;
   static constexpr int kPages = 2;
   static constexpr bool kOverlap = kConsumers == 3;
   static constexpr bool kTensorSums = kTensorSumsArg;
@@ -88,6 +94,16 @@ constexpr float kFixedMaxBound = 30.0f;
 static_assert(kPageBytes == kPageRows * 128, "a page is a whole number of 128-byte rows");
 static_assert(D * 2 == 128, "one tile row must be one 128-byte swizzle row");
 
+// What a consumer's loop needs of a query row only once an iteration (its c, for the rows'
+// decay to a stage's pages), only in masked iterations (its position) or after the loop (its
+// token): read from shared memory when needed rather than held in registers. With three
+// consumers each thread has 160 registers, and S, P and O alone take 128 of them; what else
+// stayed live across the loop was spilled to local memory and reloaded every iteration.
+struct RowState {
+  double c;
+  int position, token;
+};
+
 template <typename S>
 struct SharedState {  // placed at a 1024-byte boundary
   static constexpr int kStages = S::kStages;
@@ -97,6 +113,8 @@ struct SharedState {  // placed at a 1024-byte boundary
   uint8_t vc[kStages][S::kPages][S::kVcBytes];
   uint8_t q[S::kConsumers][kTileBytes];
   float bound[S::kConsumers][4];  // each consumer warp's largest row logit bound
+  RowState row_state[S::kConsumers][64];
+  TaskSpan task[S::kConsumers];  // each consumer's task, for the write after its loop
   double base[kStages][S::kPages];  // block_base of the stage's pages
   uint64_t full[kStages], empty[kStages];
   uint64_t landed;  // a partly written page's copy, before the producer zeroes its tail
@@ -196,12 +214,15 @@ __device__ __forceinline__ bool Overlaps(const TaskSpan& t, int b0, int b1) {
 }
 
 // The decays (c relative to the page's base) of keys 8 n + 2 t4 and 8 n + 2 t4 + 1 of the page
-// whose V | C slot is `vc`: C row key / 32 after V, its 16-byte chunk (key % 32) / 4 swizzled.
+// whose V | C slot is `vc`: C row key / 32 = n / 4 after V, its 16-byte chunk (key % 32) / 4
+// swizzled by the row, i.e. float 8 (n % 4) + (2 t4, or 2 t4 ^ 4 in the odd row) of it. Written
+// so that the only run-time parts are those two per-thread offsets: with n unrolled the compiler
+// otherwise keeps eight swizzled offsets live across the loop (tma3 spilled them, reloading
+// them every iteration).
 __device__ __forceinline__ float2 KeyDecays(const uint8_t* vc, int n, int t4) {
   const float* c = reinterpret_cast<const float*>(vc + kTileBytes);
-  const int key = 8 * n + 2 * t4, crow = key / 32;
-  return *reinterpret_cast<const float2*>(c + crow * 32 + ((((key % 32) / 4) ^ crow) * 4) +
-                                          key % 4);
+  const int crow = n / 4, offset = crow == 0 ? 2 * t4 : (2 * t4) ^ 4;
+  return *reinterpret_cast<const float2*>(c + crow * 32 + 8 * (n % 4) + offset);
 }
 
 // Calls f with std::true_type when `flag`, else std::false_type: one compiled path for each
@@ -351,6 +372,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
                                    mine.head]);
   }
   StageQueryTile(sm.q[group], rows, mine, ctid);
+  if (t4 == 0) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      sm.row_state[group][warp * 16 + g8 + 8 * i] =
+          RowState{my_rows.c[i], my_rows.position[i], my_rows.token[i]};
+    }
+  }
+  if (ctid == 0) sm.task[group] = mine;
   if (rows.row_logit_bound != nullptr) {
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, d));
@@ -378,6 +407,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   const int lo = walks.lo[walk];
 
   const float scale = rows.scale;
+  const RowState* state = sm.row_state[group] + warp * 16 + g8;  // row i: state[8 i]
   const uint32_t q_desc = TileDescriptorLow(sm.q[group]);
   const uint32_t k0_desc = TileDescriptorLow(sm.k[0][0]);    // stage s: + s P tiles
   const uint32_t vc0_desc = TileDescriptorLow(sm.vc[0][0]);  // stage s page h: + (s P + h) slots
@@ -406,7 +436,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // pages), and the first iteration's "previous" P V is P = 0 against its own stage.
     const int first_pair = lo + (max(mine.start, lo) - lo) / kPages * kPages;
     g += (first_pair - lo) / kPages;
-    int prev_stage = g % kStages;
+    // The previous iteration's stage; -1 in the first (nothing to release, and its "previous"
+    // P V reads its own stage with P = 0).
+    int prev_stage = -1;
 
     // O += P V of the previous iteration's stage.
     auto issue_pv = [&](int pv_stage) {
@@ -431,21 +463,15 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
     for (int b0 = first_pair; b0 <= mine.last_block; b0 += kPages, ++g) {
       const int stage = g % kStages;
+      const int start = sm.task[group].start;  // read again rather than held across the loop
       bool half[kPages];
-      int limit[kPages][2];  // [page][row]: keys of the page this row may see
       bool masked = b0 + kPages - 1 >= mine.last_block;
 #pragma unroll
       for (int h = 0; h < kPages; ++h) {
         const int blk = b0 + h;
-        half[h] = blk >= mine.start && blk <= mine.last_block;
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          limit[h][i] =
-              !half[h] ? 0 : (blk == mine.last_block ? my_rows.position[i] % PS + 1 : PS);
-        }
+        half[h] = blk >= start && blk <= mine.last_block;
+        masked = masked || !half[h];
       }
-#pragma unroll
-      for (int h = 0; h < kPages; ++h) masked = masked || !half[h];
       while (*static_cast<volatile int*>(&sm.issued[stage]) != g) __nanosleep(64);
       BarrierWait(&sm.full[stage], (g / kStages) & 1);
 
@@ -456,7 +482,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       for (int h = 0; h < kPages; ++h) {
         const double page_base = sm.base[stage][h];
 #pragma unroll
-        for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(my_rows.c[i] - page_base);
+        for (int i = 0; i < 2; ++i) bias[h][i] = static_cast<float>(state[8 * i].c - page_base);
       }
 
       // - S = Q K^T for the stage's pages (with three consumers, the previous iteration's P V
@@ -471,7 +497,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       }
       WgmmaCommit();
       if constexpr (S::kOverlap) {
-        issue_pv(prev_stage);
+        issue_pv(prev_stage < 0 ? stage : prev_stage);
         WgmmaCommit();
         WgmmaWait<1>();
       } else {
@@ -486,6 +512,14 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       // place among four partial chains, beyond whether the key lies past what row i may see
       // (only in a masked iteration).
       auto for_each_score = [&](int h, auto masked, auto&& f) {
+        int limit[2] = {PS, PS};  // keys of the page that each row may see (masked only)
+        if constexpr (decltype(masked)::value) {
+#pragma unroll
+          for (int i = 0; i < 2; ++i) {
+            limit[i] = !half[h] ? 0
+                                : (b0 + h == mine.last_block ? state[8 * i].position % PS + 1 : PS);
+          }
+        }
 #pragma unroll
         for (int n = 0; n < PS / 8; ++n) {
           const int key = 8 * n + 2 * t4;
@@ -495,7 +529,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           for (int i = 0; i < 2; ++i) {
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
-              const bool beyond = decltype(masked)::value && key + e >= limit[h][i];
+              const bool beyond = decltype(masked)::value && key + e >= limit[i];
               f(s[h][4 * n + 2 * i + e], c_key[e], i, (n % 2) * 2 + e, beyond);
             }
           }
@@ -506,11 +540,15 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       if constexpr (kFixedMax) {
         // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): two FFMA a score.
         const float scale_log2 = scale * kLog2e;
+        // `bound`, read again rather than held across the loop.
+        const float4 warp_bounds = *reinterpret_cast<const float4*>(sm.bound[group]);
+        const float group_bound =
+            fmaxf(fmaxf(warp_bounds.x, warp_bounds.y), fmaxf(warp_bounds.z, warp_bounds.w));
         float row_k[kPages][2];
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
 #pragma unroll
-          for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - bound) * kLog2e;
+          for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - group_bound) * kLog2e;
         }
         [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         auto expo = [&](auto masked) {
@@ -600,7 +638,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
         for (int h = 0; h < kPages; ++h) PinRegisters(p[h]);
       }
       __syncwarp();
-      if (b0 != first_pair && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
+      if (prev_stage >= 0 && lane == 0) BarrierArrive(&sm.empty[prev_stage], 1);
       if constexpr (!kFixedMax) {
         RescaleRows(o, rescale);
         if constexpr (S::kTensorSums) {
@@ -637,9 +675,17 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       l[0] = row_sums[0] * 0.25f;
       l[1] = row_sums[2] * 0.25f;
     }
-    WriteTaskRows(rows, mine, my_rows, o, l, warp, g8, t4);
+    TaskRows written;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) written.token[i] = state[8 * i].token;
+    WriteTaskRows(rows, sm.task[group], written, o, l, warp, g8, t4);
   };
-  Dispatch(bound <= kFixedMaxBound, consume);
+  if constexpr (S::kBounded) {
+    if (!(bound <= kFixedMaxBound)) __trap();  // the launcher was promised bounds this small
+    consume(std::true_type());
+  } else {
+    Dispatch(bound <= kFixedMaxBound, consume);
+  }
   // From threadIdx afresh: keeping the consumer's index live across the loop cost tma3 90 more
   // bytes of spills.
   if (S::kTimeline && threadIdx.x % 128 == 0) {
@@ -697,6 +743,29 @@ cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
   return cudaGetLastError();
 }
 
+// The build of a shape: with or without the timeline, bounded or not.
+template <int kConsumers, bool kTensorSums, bool kTimeline>
+cudaError_t LaunchBuild(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                        const CudaPrefillTasks& tasks, int ctas, cudaStream_t stream,
+                        uint64_t* timeline) {
+  const bool bounded =
+      rows.row_logit_bound != nullptr && rows.max_row_logit_bound <= kFixedMaxBound;
+  using Bounded = Shape<kConsumers, kTensorSums, kTimeline, true>;
+  using Online = Shape<kConsumers, kTensorSums, kTimeline, false>;
+  return bounded ? Launch<Bounded>(pool, rows, tasks, ctas, stream, timeline)
+                 : Launch<Online>(pool, rows, tasks, ctas, stream, timeline);
+}
+template <int kConsumers, bool kTensorSums>
+cudaError_t LaunchShape(const CudaKvPool& pool, const CudaAttentionRows& rows,
+                        const CudaPrefillTasks& tasks, int ctas, cudaStream_t stream,
+                        uint64_t* timeline) {
+  return timeline != nullptr
+             ? LaunchBuild<kConsumers, kTensorSums, true>(pool, rows, tasks, ctas, stream,
+                                                          timeline)
+             : LaunchBuild<kConsumers, kTensorSums, false>(pool, rows, tasks, ctas, stream,
+                                                           nullptr);
+}
+
 }  // namespace
 }  // namespace prefill::tma
 
@@ -713,19 +782,15 @@ cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRow
   if (tasks.count == 0) return cudaSuccess;
   // One count of CTAs for the launch and for the timeline's size.
   const int ctas = PrefillTmaCtas(tasks, shape);
-  const bool stamped = timeline != nullptr;
   switch (shape) {
     case TmaPrefillShape::kTwoGroups128KeysTensorSums:
-      return stamped ? Launch<Shape<2, true, true>>(pool, rows, tasks, ctas, stream, timeline)
-                     : Launch<Shape<2, true>>(pool, rows, tasks, ctas, stream, nullptr);
+      return LaunchShape<2, true>(pool, rows, tasks, ctas, stream, timeline);
     case TmaPrefillShape::kThreeGroups128KeysOverlap:
-      return stamped ? Launch<Shape<3, false, true>>(pool, rows, tasks, ctas, stream, timeline)
-                     : Launch<Shape<3>>(pool, rows, tasks, ctas, stream, nullptr);
+      return LaunchShape<3, false>(pool, rows, tasks, ctas, stream, timeline);
     case TmaPrefillShape::kTwoGroups128Keys:
       break;
   }
-  return stamped ? Launch<Shape<2, false, true>>(pool, rows, tasks, ctas, stream, timeline)
-                 : Launch<Shape<2>>(pool, rows, tasks, ctas, stream, nullptr);
+  return LaunchShape<2, false>(pool, rows, tasks, ctas, stream, timeline);
 }
 
 }  // namespace kernels

@@ -168,13 +168,15 @@ void AddEmptyDecodeTasks(HostAttentionTasks* t) {
 }
 
 // bound_scale != 0: the rows carry logit bounds, |q| max|k| scale (the stream's keys) times
-// bound_scale, which the TMA prefill may use as the softmax maximum. non_finite_rows: where to
-// count rows with a non-finite output instead of failing on them.
+// bound_scale, which the TMA prefill may use as the softmax maximum; host_bound: the launch is
+// also told the largest of them (CudaAttentionRows::max_row_logit_bound), as the model tells it
+// its weights' bound, so the TMA prefill may take its build without the online softmax.
+// non_finite_rows: where to count rows with a non-finite output instead of failing on them.
 double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int64_t* skipped,
                PrefillKernel kernel = PrefillKernel::kSimple,
                DecodeKernel decode_kernel = DecodeKernel::kSimple, bool empty_tasks = false,
                double bound_scale = 0, int64_t* non_finite_rows = nullptr,
-               std::vector<uint64_t>* tma_timeline = nullptr) {
+               std::vector<uint64_t>* tma_timeline = nullptr, bool host_bound = false) {
   const int H = b.H;
   const int64_t tokens = static_cast<int64_t>(b.token_position.size());
   std::vector<AttentionItem> items;
@@ -281,6 +283,7 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
   CudaKvPool pool{pool_d.get(), b.num_pages, PS, D};
   CudaAttentionRows rows{positions.get(), table.get(), pages.get(), base.get(), c.get(),
                          q.get(), out.get(), H, 0.125f, bound_scale != 0 ? bound.get() : nullptr};
+  if (host_bound) rows.max_row_logit_bound = *std::max_element(row_bound.begin(), row_bound.end());
   CudaPrefillTasks prefill{pf.get(), pn.get(), ph.get(), ps_.get(),
                            static_cast<int32_t>(host.prefill_first_token.size())};
   CudaDecodeTasks decode{dt.get(), dh.get(), db.get(), de.get(),
@@ -404,7 +407,7 @@ TEST(PagedAttentionCudaTest, MatchesTheCpuTwin) {
 // batches mix pairs of tasks that share their pages (neighbouring query blocks of one sequence
 // and head) with pairs that do not (one-block sequences, whose neighbouring task is another head).
 void ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel kernel, const char* name,
-                                           double bound_scale = 0) {
+                                           double bound_scale = 0, bool host_bound = false) {
   std::mt19937 rng(8);
   int64_t skipped = 0;
   double worst = 0;
@@ -417,10 +420,10 @@ void ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel kernel, const char* nam
     const Batch b = MakeBatch(seqs, rng);
     for (double log_eps : {0.0, -10.0, -2.0}) {
       const double e = Compare(b, log_eps, 16, &skipped, kernel, DecodeKernel::kSimple, false,
-                               bound_scale);
-      printf("[ measured ] %s prefill, logit bounds x%g, log eps %g: worst row relative error "
-             "%.3g\n",
-             name, bound_scale, log_eps, e);
+                               bound_scale, nullptr, nullptr, host_bound);
+      printf("[ measured ] %s prefill, logit bounds x%g%s, log eps %g: worst row relative "
+             "error %.3g\n",
+             name, bound_scale, host_bound ? " (largest given)" : "", log_eps, e);
       worst = std::max(worst, e);
     }
   }
@@ -447,13 +450,19 @@ TEST(TmaPrefillTest, MatchesTheCpuTwin) {
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
   // Logit bounds: none (online maxima), exact (the fixed maximum), 2.5 times too loose (still
   // fixed: probabilities near e^-55, which must neither flush nor lose precision) and 3 times
-  // (past the kernel's limit: online maxima again).
+  // (past the kernel's limit: online maxima again); each with the largest bound unknown to the
+  // launch (the build with both paths) and given (the bounded build where it is at most 30).
   for (double bound_scale : {0.0, 1.0, 2.5, 3.0}) {
-    ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma, "tma", bound_scale);
-    ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaTensorSums,
-                                          "tma, row sums by the tensor cores", bound_scale);
-    ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaThreeGroupsOverlap,
-                                          "tma, 3 groups, softmax under P V", bound_scale);
+    for (bool host_bound : {false, true}) {
+      if (bound_scale == 0 && host_bound) continue;
+      ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTma, "tma", bound_scale, host_bound);
+      ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaTensorSums,
+                                            "tma, row sums by the tensor cores", bound_scale,
+                                            host_bound);
+      ExpectTensorCorePrefillMatchesTheTwin(PrefillKernel::kTmaThreeGroupsOverlap,
+                                            "tma, 3 groups, softmax under P V", bound_scale,
+                                            host_bound);
+    }
   }
 }
 
@@ -468,17 +477,22 @@ TEST(TmaPrefillTest, TakesTheRowBoundsAsTheMaximum) {
   const Batch b = MakeBatch({{700, 0, 0.0}, {129, 64, 3.0}}, rng);
   for (PrefillKernel kernel : {PrefillKernel::kTma, PrefillKernel::kTmaTensorSums,
                                PrefillKernel::kTmaThreeGroupsOverlap}) {
-    int64_t skipped = 0, overflowed = 0;
-    Compare(b, 0.0, 16, &skipped, kernel, DecodeKernel::kSimple, false, -10.0, &overflowed);
-    EXPECT_GT(overflowed, 0) << "shape " << static_cast<int>(kernel) << ": bounds ignored";
-    int64_t past_limit = 0;
-    const double e = Compare(b, 0.0, 16, &skipped, kernel, DecodeKernel::kSimple, false, 10.0,
-                             &past_limit);
-    EXPECT_EQ(past_limit, 0);
-    EXPECT_LT(e, 2e-2);
-    printf("[ measured ] shape %d: %lld of %zu rows overflow under bounds -10x; bounds 10x: %.3g\n",
-           static_cast<int>(kernel), static_cast<long long>(overflowed),
-           b.token_position.size() * b.H, e);
+    // Largest bound unknown to the launch, then given (the bounded build, for -10x).
+    for (bool host_bound : {false, true}) {
+      int64_t skipped = 0, overflowed = 0;
+      Compare(b, 0.0, 16, &skipped, kernel, DecodeKernel::kSimple, false, -10.0, &overflowed,
+              nullptr, host_bound);
+      EXPECT_GT(overflowed, 0) << "shape " << static_cast<int>(kernel) << ": bounds ignored";
+      int64_t past_limit = 0;
+      const double e = Compare(b, 0.0, 16, &skipped, kernel, DecodeKernel::kSimple, false, 10.0,
+                               &past_limit, nullptr, host_bound);
+      EXPECT_EQ(past_limit, 0);
+      EXPECT_LT(e, 2e-2);
+      printf("[ measured ] shape %d%s: %lld of %zu rows overflow under bounds -10x; bounds 10x: "
+             "%.3g\n",
+             static_cast<int>(kernel), host_bound ? " (largest given)" : "",
+             static_cast<long long>(overflowed), b.token_position.size() * b.H, e);
+    }
   }
 }
 
@@ -498,7 +512,7 @@ TEST(TmaPrefillTest, WritesATimeline) {
     std::vector<uint64_t> t;
     int64_t skipped = 0;
     const double e = Compare(b, -10.0, 16, &skipped, kernel, DecodeKernel::kSimple, false, 1.0,
-                             nullptr, &t);
+                             nullptr, &t, /*host_bound=*/true);  // the bounded build, as served
     EXPECT_LT(e, 2e-2);
     ASSERT_EQ(t.size(), static_cast<size_t>((tasks + consumers - 1) / consumers) *
                             kPrefillTimelineSlots);
