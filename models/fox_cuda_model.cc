@@ -125,7 +125,7 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->logit_bounds = ComputeLogitBounds(*w);
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
   FOXSERVE_RETURN_IF_ERROR(
-      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma", "tma3"},
+      ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma", "tma3", "auto"},
                  &impl->prefill_kernel));
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_CUDA_GRAPHS", "on", "off", &impl->use_graphs));
   FOXSERVE_RETURN_IF_ERROR(
@@ -456,6 +456,18 @@ absl::Status FoxCudaModel::CandidateRow(int64_t k, std::vector<float>* row) {
                "candidate row");
 }
 
+int FoxCudaModel::Impl::StepPrefillKernel(absl::Span<const ForwardItem> items) const {
+  if (prefill_kernel != kPrefillAuto) return prefill_kernel;
+  for (const ForwardItem& item : items) {
+    // num_tokens: the item's first position (advanced once the step is launched).
+    if (kernels::PrefersThreeConsumerPrefill(item.state->num_tokens,
+                                             static_cast<int64_t>(item.tokens.size()))) {
+      return kPrefillTma3;
+    }
+  }
+  return kPrefillTma;
+}
+
 float FoxCudaModel::Impl::LayerMaxLogitBound(int64_t l) const {
   const int64_t H = config.num_heads;
   const auto begin = logit_bounds.begin() + l * H;
@@ -720,14 +732,15 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   attn.Resize(N * D);
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
+  const int kernel = StepPrefillKernel(items);
   FOXSERVE_RETURN_IF_ERROR(
-      Check(prefill_kernel == kPrefillWgmma
+      Check(kernel == kPrefillWgmma
                 ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)
-            : prefill_kernel == kPrefillMma
+            : kernel == kPrefillMma
                 ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
                 : kernels::LaunchPagedPrefillTma(
                       kv, plan.rows, plan.prefill, stream,
-                      prefill_kernel == kPrefillTma3
+                      kernel == kPrefillTma3
                           ? kernels::TmaPrefillShape::kThreeGroups128KeysOverlap
                           : kernels::TmaPrefillShape::kTwoGroups128Keys),
             "prefill attention"));

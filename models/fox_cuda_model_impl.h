@@ -105,9 +105,13 @@ struct FoxCudaModel::Impl {
   // Which tensor-core prefill kernel runs (FOXSERVE_PREFILL_KERNEL=tma|wgmma|mma: the default,
   // the producer/consumer TMA kernel with the rows' logit bounds as softmax maxima; the wgmma
   // kernel it replaced; the mma.sync kernel before that).
-  // tma3: the TMA kernel with three consumer warpgroups.
-  static constexpr int kPrefillTma = 0, kPrefillWgmma = 1, kPrefillMma = 2, kPrefillTma3 = 3;
-  int prefill_kernel = kPrefillTma;
+  // tma3: the TMA kernel with three consumer warpgroups. auto (the default): tma3 for steps
+  // with a long prefill item, else tma (kernels::PrefersThreeConsumerPrefill).
+  static constexpr int kPrefillTma = 0, kPrefillWgmma = 1, kPrefillMma = 2, kPrefillTma3 = 3,
+                       kPrefillAuto = 4;
+  int prefill_kernel = kPrefillAuto;
+  // The kernel of a step's prefill: prefill_kernel, with auto resolved from the items.
+  int StepPrefillKernel(absl::Span<const ForwardItem> items) const;
   // Key blocks per split-K decode task: fixed by FOXSERVE_DECODE_CHUNK_BLOCKS (benchmarks), else
   // 0: chosen per step by kernels::ChooseDecodeChunkBlocks (16 or 32).
   int32_t decode_chunk_blocks = 0;

@@ -64,6 +64,10 @@ int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t
   return longest > 128 ? 32 : 16;
 }
 
+bool PrefersThreeConsumerPrefill(int64_t first_position, int64_t num_tokens) {
+  return num_tokens > 1 && first_position + num_tokens >= kThreeConsumerPrefillTokens;
+}
+
 bool FourCtasFillWavesBetter(int64_t tasks, int64_t three_cta_slots, int64_t four_cta_slots) {
   if (tasks <= 0 || three_cta_slots <= 0 || four_cta_slots <= 0) return false;
   auto filled = [tasks](int64_t per_wave) {

@@ -44,6 +44,17 @@ void BuildAttentionTasks(const std::vector<AttentionItem>& items, int32_t num_he
 int32_t ChooseDecodeChunkBlocks(const std::vector<AttentionItem>& items, int32_t num_heads,
                                 int32_t page_size);
 
+// Whether a step's prefill takes the TMA kernel's three-consumer shape rather than two: when some
+// prefill item (more than one new token, from first_position) ends at or past
+// kThreeConsumerPrefillTokens positions; a step asks this of each of its items.
+// Why: the kernel alone, three consumers are faster at every length measured (dense: 4% at 4k,
+// 11% at 16k, 13% at 32k), but end to end on a 760M-shaped model (one H200; bench/RESULTS.md,
+// eleventh stop; run-to-run spread up to 20% with ACP off) two were 2-10% faster at 64 x 2048,
+// about as fast with ACP and faster without it at 32 x 8192, and three 0-2% (ACP on) and 4-19%
+// (ACP off) faster at 16 x 16384 in each of three runs.
+inline constexpr int64_t kThreeConsumerPrefillTokens = 16384;
+bool PrefersThreeConsumerPrefill(int64_t first_position, int64_t num_tokens);
+
 // Whether `tasks` decode CTAs fill their waves (launches of as many CTAs as the GPU holds at
 // once: three_cta_slots or four_cta_slots, the GPU's SMs times 3 or 4) at least 5 points better
 // with 4 CTAs an SM than with 3; the warp-split decode launcher then takes its 4-CTA build

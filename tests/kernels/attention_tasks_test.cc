@@ -114,6 +114,17 @@ TEST(AttentionTaskShapesTest, MatchTheHostTaskListsAndCoverEveryDeviceStart) {
   }
 }
 
+// Three prefill consumers from kThreeConsumerPrefillTokens positions on, for prefill items only
+// (a decode row's one token never asks for them).
+TEST(PrefersThreeConsumerPrefillTest, FromTheThresholdOnForPrefillItems) {
+  EXPECT_FALSE(PrefersThreeConsumerPrefill(0, 2048));
+  EXPECT_FALSE(PrefersThreeConsumerPrefill(0, kThreeConsumerPrefillTokens - 1));
+  EXPECT_TRUE(PrefersThreeConsumerPrefill(0, kThreeConsumerPrefillTokens));
+  EXPECT_TRUE(PrefersThreeConsumerPrefill(kThreeConsumerPrefillTokens, 2))
+      << "a chunk of a long prompt";
+  EXPECT_FALSE(PrefersThreeConsumerPrefill(32768, 1)) << "a decode row";
+}
+
 // The split-K chunk follows the decode rows' longest live range: 32 blocks a task once a row
 // has more than 128 live blocks, 16 up to that; prefill items do not count.
 TEST(ChooseDecodeChunkBlocksTest, FollowsTheLongestLiveRangeOfTheDecodeRows) {
