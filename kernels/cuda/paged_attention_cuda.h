@@ -118,9 +118,11 @@ cudaError_t LaunchPagedPrefillWgmma(const CudaKvPool& pool, const CudaAttentionR
 // maxima or rescaling. Same bf16 rounding of P; the default of the CUDA model.
 // shape: consumer warpgroups, each taking 128 keys an iteration. Two: a warp waits for its
 // P V and S = Q K^T before the softmax, the other warpgroup keeping the tensor cores busy (the
-// CUDA model's default). Three: the softmax runs while the previous P V is in flight
-// (FlashAttention-3's intra-warpgroup overlap at its hdim-64 shape; fastest on long prompts
-// alone, not end to end). TensorSums: the rows' sums of P by the tensor cores (a ones block).
+// CUDA model's choice for short prompts). Three: the softmax runs while the previous P V is in
+// flight (FlashAttention-3's intra-warpgroup overlap at its hdim-64 shape; the faster kernel at
+// every length measured, the model's choice from 16384 positions on: see
+// PrefersThreeConsumerPrefill). TensorSums: the rows' sums of P by the tensor cores (a ones
+// block). rows.max_row_logit_bound <= 30 selects each shape's build without the online softmax.
 enum class TmaPrefillShape {
   kTwoGroups128Keys,
   kTwoGroups128KeysTensorSums,

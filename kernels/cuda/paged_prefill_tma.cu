@@ -19,11 +19,12 @@
 //   - with two consumers (the default) a warpgroup issues its previous P V and this S = Q K^T
 //     and waits for both before the softmax, the other warpgroup filling the tensor cores
 //     meanwhile; with three (FlashAttention-3's hdim-64 shape) each runs its softmax under its
-//     previous P V, holding S, P and O at once in 160 registers (ptxas spills some).
-// Measured on the H200 (bench/RESULTS.md, eighth stop), dense with bounds at 2x32768: two
-// consumers 17.06 ms, three 15.42 (88% of SDPA's speed), the wgmma kernel 20.94; end to end the
-// two-consumer shape is as fast or faster (prefill chunks attend to long contexts), so it is
-// the CUDA model's default (FOXSERVE_PREFILL_KERNEL=tma|tma3|wgmma|mma).
+//     previous P V, holding S, P and O at once in 160 registers (what else its loop keeps is
+//     read from shared memory: see RowState, kBoundedArg and the state's placement).
+// Measured on the H200 (bench/RESULTS.md, eleventh stop), dense with bounds at 2x32768: two
+// consumers 16.33 ms, three 14.17 (97% of SDPA's speed), the wgmma kernel 21.07; end to end the
+// two-consumer shape is as fast or faster on short prompts, so the CUDA model takes three from
+// 16384 positions on (FOXSERVE_PREFILL_KERNEL=auto|tma|tma3|wgmma|mma).
 // A CTA runs kConsumers consecutive tasks; tasks of the same (sequence, head) whose key ranges
 // join form one walk over the union of their ranges, sharing every page copied; the producer
 // arrives on a stage's "empty" barrier for the consumers of the walk that do not need it.
