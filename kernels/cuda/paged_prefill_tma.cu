@@ -116,7 +116,7 @@ struct SharedState {  // placed at a 1024-byte boundary
   uint8_t q[S::kConsumers][kTileBytes];
   float bound[S::kConsumers][4];  // each consumer warp's largest row logit bound
   RowState row_state[S::kConsumers][64];
-  TaskSpan task[S::kConsumers];  // each consumer's task, for the write after its loop
+  TaskSpan task[S::kConsumers];  // the CTA's tasks, read once (consumer g's is task g)
   double base[kStages][S::kPages];  // block_base of the stage's pages
   uint64_t full[kStages], empty[kStages];
   uint64_t landed;  // a partly written page's copy, before the producer zeroes its tail
@@ -277,11 +277,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     for (int s = 0; s < kStages; ++s) sm.issued[s] = -1;
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  TaskSpan task[kConsumers];
-#pragma unroll
-  for (int i = 0; i < kConsumers; ++i) task[i] = ReadTask(rows, tasks, cta_task + i);
-  const Walks<kConsumers> walks = PlanWalks(task);
-  if (S::kTimeline && tid == 0) stamp(2, GlobalNanoseconds());
+  // One thread reads each of the CTA's tasks into shared memory, where every thread takes them
+  // after the barrier below (rather than every thread reading every task).
+  if (tid < kConsumers) sm.task[tid] = ReadTask(rows, tasks, cta_task + tid);
   if constexpr (S::kTensorSums) {
     constexpr int kChunks = kTileBytes / 16;  // 16-byte chunks of a ones block
     for (int i = tid; i < kStages * kPages * kChunks; i += S::kThreads) {
@@ -292,6 +290,11 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     FenceProxyAsync();
   }
   __syncthreads();
+  TaskSpan task[kConsumers];
+#pragma unroll
+  for (int i = 0; i < kConsumers; ++i) task[i] = sm.task[i];
+  const Walks<kConsumers> walks = PlanWalks(task);
+  if (S::kTimeline && tid == 0) stamp(2, GlobalNanoseconds());
 
   if (warp_all >= 4 * kConsumers) {
     // - Producer: its first warp walks the stages; lane 0 issues the TMA copies.
@@ -385,7 +388,6 @@ __global__ void __launch_bounds__(S::kThreads, 1)
           RowState{my_rows.c[i], my_rows.position[i], my_rows.token[i]};
     }
   }
-  if (ctid == 0) sm.task[group] = mine;
   if (rows.row_logit_bound != nullptr) {
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, d));
