@@ -400,11 +400,13 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   // each exponent can start as soon as its score lands. Safe while 2 bound stays well inside
   // fp32's exponent range: a row's own key scores at least -bound (its decay is 0), so its
   // largest probability is at least e^(-2 bound).
-  const float bound =
-      rows.row_logit_bound == nullptr
-          ? INFINITY
-          : fmaxf(fmaxf(sm.bound[group][0], sm.bound[group][1]),
-                  fmaxf(sm.bound[group][2], sm.bound[group][3]));
+  // Read from shared memory where needed (also once an iteration of the bounded loop) rather
+  // than held across the loop.
+  auto group_bound = [&]() {
+    const float4 w = *reinterpret_cast<const float4*>(sm.bound[group]);
+    return fmaxf(fmaxf(w.x, w.y), fmaxf(w.z, w.w));
+  };
+  const float bound = rows.row_logit_bound == nullptr ? INFINITY : group_bound();
 
   // The global iteration index of this consumer's first stage: skip the earlier walks.
   int walk = 0, g = 0;
@@ -548,15 +550,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       if constexpr (kFixedMax) {
         // p = 2^((s scale + bias - bound) log2(e) - c_key log2(e)): two FFMA a score.
         const float scale_log2 = scale * kLog2e;
-        // `bound`, read again rather than held across the loop.
-        const float4 warp_bounds = *reinterpret_cast<const float4*>(sm.bound[group]);
-        const float group_bound =
-            fmaxf(fmaxf(warp_bounds.x, warp_bounds.y), fmaxf(warp_bounds.z, warp_bounds.w));
+        const float max_logit = group_bound();  // `bound`, read again
         float row_k[kPages][2];
 #pragma unroll
         for (int h = 0; h < kPages; ++h) {
 #pragma unroll
-          for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - group_bound) * kLog2e;
+          for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - max_logit) * kLog2e;
         }
         [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
         auto expo = [&](auto masked) {
