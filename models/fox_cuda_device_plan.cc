@@ -274,7 +274,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnDevice(int64_t l, int64_t num_items,
                                           static_cast<int32_t>(H),
                                           1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                                           row_logit_bound.get()};
-  plan->rows.max_row_logit_bound = LayerMaxLogitBound(l);
+  plan->rows.max_row_logit_bound = layer_max_logit_bound[l];
   plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(step.at_pf), up.At<int32_t>(step.at_pn),
                                             up.At<int32_t>(step.at_ph), prefill_start.get(),
                                             step.prefill_tasks};

@@ -138,7 +138,7 @@ absl::Status FoxCudaModel::Impl::PlanLayerOnHost(int64_t l, absl::Span<const For
                                           static_cast<int32_t>(H),
                                           1.0f / std::sqrt(static_cast<float>(d)),
                                           up.At<float>(at_bound)};
-  plan->rows.max_row_logit_bound = LayerMaxLogitBound(l);
+  plan->rows.max_row_logit_bound = layer_max_logit_bound[l];
   plan->prefill = kernels::CudaPrefillTasks{up.At<int32_t>(at_pf), up.At<int32_t>(at_pn),
                                             up.At<int32_t>(at_ph), up.At<int32_t>(at_pst),
                                             static_cast<int32_t>(tasks.prefill_first_token.size())};

@@ -123,6 +123,11 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->config = c;
   impl->ip = w->in_proj;
   impl->logit_bounds = ComputeLogitBounds(*w);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const auto first = impl->logit_bounds.begin() + l * c.num_heads;
+    impl->layer_max_logit_bound.push_back(
+        static_cast<float>(*std::max_element(first, first + c.num_heads)));
+  }
   FOXSERVE_RETURN_IF_ERROR(ReadSwitch("FOXSERVE_DECODE_KERNEL", "warp", "simple", &impl->warp_decode));
   FOXSERVE_RETURN_IF_ERROR(
       ReadChoice("FOXSERVE_PREFILL_KERNEL", {"tma", "wgmma", "mma", "tma3", "auto"},
@@ -468,12 +473,6 @@ int FoxCudaModel::Impl::StepPrefillKernel(absl::Span<const ForwardItem> items) c
   return kPrefillTma;
 }
 
-float FoxCudaModel::Impl::LayerMaxLogitBound(int64_t l) const {
-  const int64_t H = config.num_heads;
-  const auto begin = logit_bounds.begin() + l * H;
-  return static_cast<float>(*std::max_element(begin, begin + H));
-}
-
 absl::Status FoxCudaModel::Impl::ReserveRowArrivals(int64_t rows) {
   if (rows <= row_arrivals_zeroed) return absl::OkStatus();
   row_arrivals.Resize(rows);
@@ -505,8 +504,9 @@ absl::Status FoxCudaModel::Impl::LaunchStepKernels(absl::Span<const ForwardItem>
       kernels::LaunchEmbeddingGather(ids.get(), embeddings.get(), N, D, x.get(), stream),
       "embeddings"));
 
+  const int prefill = StepPrefillKernel(items);
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    FOXSERVE_RETURN_IF_ERROR(RunLayer(l, items, row_offsets, acp, step));
+    FOXSERVE_RETURN_IF_ERROR(RunLayer(l, items, row_offsets, acp, step, prefill));
   }
 
   // - Final norm and the output projection of the requested rows; greedy items get their token
@@ -634,7 +634,8 @@ absl::Status FoxCudaModel::Impl::LaunchDecodeGraph(absl::Span<const ForwardItem>
 
 absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardItem> items,
                                           const std::vector<int64_t>& row_offsets,
-                                          const AcpOptions& acp, const DeviceStep* step) {
+                                          const AcpOptions& acp, const DeviceStep* step,
+                                          int prefill) {
   const FoxConfig& c = config;
   const Layer& w = layers[l];
   const int64_t D = c.hidden_size, H = c.num_heads, d = c.head_dim, I = c.intermediate_size;
@@ -732,15 +733,14 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   attn.Resize(N * D);
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
-  const int kernel = StepPrefillKernel(items);
   FOXSERVE_RETURN_IF_ERROR(
-      Check(kernel == kPrefillWgmma
+      Check(prefill == kPrefillWgmma
                 ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)
-            : kernel == kPrefillMma
+            : prefill == kPrefillMma
                 ? kernels::LaunchPagedPrefillMma(kv, plan.rows, plan.prefill, stream)
                 : kernels::LaunchPagedPrefillTma(
                       kv, plan.rows, plan.prefill, stream,
-                      kernel == kPrefillTma3
+                      prefill == kPrefillTma3
                           ? kernels::TmaPrefillShape::kThreeGroups128KeysOverlap
                           : kernels::TmaPrefillShape::kTwoGroups128Keys),
             "prefill attention"));

@@ -81,6 +81,9 @@ struct FoxCudaModel::Impl {
   FoxConfig config;
   InProjLayout ip;
   std::vector<double> logit_bounds;
+  // [layer] the largest of the layer's logit_bounds: every row's StepLogitBound is at most this,
+  // which lets the TMA prefill launch its bounded build (CudaAttentionRows::max_row_logit_bound).
+  std::vector<float> layer_max_logit_bound;
   std::vector<Layer> layers;
   kernels::DeviceBuffer<__nv_bfloat16> embeddings;
   // The output projection with zero rows up to lm_rows (a multiple of 64): cuBLASLt streams an
@@ -244,14 +247,12 @@ struct FoxCudaModel::Impl {
   std::vector<uintptr_t> DecodeGraphSignature(int64_t num_items, const AcpOptions& acp,
                                               const DeviceStep& step,
                                               const OutputRows& out) const;
+  // prefill: the step's prefill kernel (StepPrefillKernel).
   absl::Status RunLayer(int64_t l, absl::Span<const ForwardItem> items,
                         const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
-                        const DeviceStep* step);
+                        const DeviceStep* step, int prefill);
   // row_arrivals with room for `rows` counters, all zero (on `stream`).
   absl::Status ReserveRowArrivals(int64_t rows);
-  // The largest of layer l's weight logit bounds: every row's StepLogitBound is at most this,
-  // which lets the TMA prefill launch its bounded build (CudaAttentionRows).
-  float LayerMaxLogitBound(int64_t l) const;
   // Host planner: reads the layer's gates and norms back, plans, uploads (one sync a layer).
   absl::Status PlanLayerOnHost(int64_t l, absl::Span<const ForwardItem> items,
                                const std::vector<int64_t>& row_offsets, const AcpOptions& acp,
