@@ -244,6 +244,9 @@ int Run(int argc, char** argv) {
                              q_d.get(), out_d.get(), static_cast<int32_t>(H), 0.125f};
       CudaPrefillTasks prefill{pf.get(), pn.get(), ph.get(), pst.get(),
                                static_cast<int32_t>(tasks.prefill_first_token.size())};
+      // The TMA prefill's tile counter (zero, and left zero by each launch).
+      DeviceBuffer<int32_t> tile_counter;
+      tile_counter.Upload(std::vector<int32_t>(2, 0));
       // Milliseconds per call of a prefill launcher on these tasks (one warm-up call).
       auto time_prefill = [&](auto launch) {
         FOXSERVE_CUDA_CHECK(launch(pool, rows, prefill, nullptr));
@@ -296,39 +299,45 @@ int Run(int argc, char** argv) {
         const char* name;
         TmaPrefillShape shape;
         bool bounded;
+        bool counter = true;  // tiles taken from the counter, else a fixed share a CTA
         double ms = 0, diff = 0;
       };
       // "o": the softmax under the previous P V (the three-group shape); "t": the rows' sums of
-      // P by the tensor cores.
+      // P by the tensor cores; "s": fixed shares of the tiles.
       TmaCase tma_cases[] = {{"2x128b", TmaPrefillShape::kTwoGroups128Keys, true},
                              {"2x128", TmaPrefillShape::kTwoGroups128Keys, false},
                              {"2x128tb", TmaPrefillShape::kTwoGroups128KeysTensorSums, true},
                              {"2x128t", TmaPrefillShape::kTwoGroups128KeysTensorSums, false},
                              {"3x128ob", TmaPrefillShape::kThreeGroups128KeysOverlap, true},
-                             {"3x128o", TmaPrefillShape::kThreeGroups128KeysOverlap, false}};
+                             {"3x128o", TmaPrefillShape::kThreeGroups128KeysOverlap, false},
+                             {"3x128obs", TmaPrefillShape::kThreeGroups128KeysOverlap, true,
+                              false}};
       for (TmaCase& k : tma_cases) {
         const TmaPrefillShape tma_shape = k.shape;
         CudaAttentionRows r = rows;
         r.row_logit_bound = k.bounded ? bound_d.get() : nullptr;
         r.max_row_logit_bound = k.bounded ? max_bound : INFINITY;
+        CudaPrefillTasks t = prefill;
+        t.tile_counter = k.counter ? tile_counter.get() : nullptr;
         k.ms = time_and_compare(
-            [tma_shape, r](const CudaKvPool& pool, const CudaAttentionRows&, auto&&... a) {
-              return LaunchPagedPrefillTma(pool, r, a..., tma_shape);
+            [tma_shape, r, t](const CudaKvPool& pool, const CudaAttentionRows&,
+                              const CudaPrefillTasks&, auto&&... a) {
+              return LaunchPagedPrefillTma(pool, r, t, a..., tma_shape);
             },
             &k.diff);
         if (!timeline_dir.empty() && k.bounded) {
-          const int ctas = PrefillTmaCtas(prefill, tma_shape);
-          DeviceBuffer<uint64_t> timeline(static_cast<size_t>(ctas) * kPrefillTimelineSlots);
+          const int tiles = PrefillTmaTiles(prefill, tma_shape);
+          DeviceBuffer<uint64_t> timeline(static_cast<size_t>(tiles) * kPrefillTimelineSlots);
           FOXSERVE_CUDA_CHECK(
-              LaunchPagedPrefillTma(pool, r, prefill, nullptr, tma_shape, timeline.get()));
+              LaunchPagedPrefillTma(pool, r, t, nullptr, tma_shape, timeline.get()));
           const std::vector<uint64_t> words = timeline.Download();
           const std::string path = timeline_dir + "/timeline_" + k.name + "_" +
                                    std::to_string(B) + "x" + std::to_string(T) +
                                    (acp ? "_acp" : "_dense") + ".txt";
           std::ofstream f(path);
-          for (int cta = 0; cta < ctas; ++cta) {
+          for (int tile = 0; tile < tiles; ++tile) {
             for (int i = 0; i < kPrefillTimelineSlots; ++i) {
-              f << (i ? " " : "") << words[static_cast<size_t>(cta) * kPrefillTimelineSlots + i];
+              f << (i ? " " : "") << words[static_cast<size_t>(tile) * kPrefillTimelineSlots + i];
             }
             f << "\n";
           }

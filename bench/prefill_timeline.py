@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """Summarises TMA prefill timelines written by `attention_bench --timeline-dir DIR`.
 
-Each line of a timeline file is one CTA: its SM, then nanosecond stamps of its start, of its
-tasks read, of each consumer ready (Q and logit bound staged) and of each consumer done (0 for
-consumers without a task); see kernels::LaunchPagedPrefillTma. A CTA owns its SM, so the time
-from its start to its consumers' readiness, and the gaps between CTAs on an SM, are time the
-SM idles. Prints one row a file:
+Each line of a timeline file is one tile (kernels::LaunchPagedPrefillTma; the kernel is
+persistent, one CTA an SM running tile after tile): its SM, then nanosecond stamps of its take,
+of its staging done (tasks, rows and Q), of each consumer's start on it and of each consumer's
+rows written (0 for consumers without a task). A consumer idles between its end of one tile and
+its start of the next on the same SM, and at the launch's start and end. Prints one row a file:
+
+  tiles, SMs, the span (first start to last end), the mean consumer time a tile, the mean take
+  to staged time, the mean wait of a consumer between two tiles, the consumers' busy fraction of
+  the span, the mean time from the first consumer start to the first on an SM (start), and from
+  an SM's last end to the launch's (tail).
 
   python3 bench/prefill_timeline.py DIR/timeline_*.txt
 """
@@ -17,55 +22,62 @@ CONSUMERS = 3  # slots for consumers in a record (the widest shape)
 
 
 def summarise(path):
-    ctas = []
+    tiles = []
     with open(path) as f:
         for line in f:
             words = [int(w) for w in line.split()]
             if len(words) != 3 + 2 * CONSUMERS:
                 raise ValueError(f"{path}: a record has {len(words)} words")
-            sm, start, tasks_read = words[0], words[1], words[2]
-            ready = [t for t in words[3:3 + CONSUMERS] if t]
-            done = [t for t in words[3 + CONSUMERS:] if t]
-            if not done:
-                raise ValueError(f"{path}: a CTA without a consumer")
-            ctas.append((sm, start, tasks_read, ready, done))
-    kernel_start = min(c[1] for c in ctas)
-    kernel_end = max(max(c[4]) for c in ctas)
-    by_sm = collections.defaultdict(list)
-    for sm, start, _, _, done in ctas:
-        by_sm[sm].append((start, max(done)))
-    gaps, busy, tail = [], 0, []
-    for spans in by_sm.values():
+            sm, taken, staged = words[0], words[1], words[2]
+            spans = [(s, d) for s, d in zip(words[3:3 + CONSUMERS], words[3 + CONSUMERS:]) if s]
+            if not spans:
+                raise ValueError(f"{path}: a tile without a consumer")
+            tiles.append((sm, taken, staged, words[3:3 + CONSUMERS], words[3 + CONSUMERS:]))
+    starts = [s for t in tiles for s in t[3] if s]
+    ends = [d for t in tiles for d in t[4] if d]
+    kernel_start, kernel_end = min(starts), max(ends)
+    span = kernel_end - kernel_start
+    # Per SM and consumer slot, its (start, end) spans in order.
+    lanes = collections.defaultdict(list)
+    for sm, _, _, s, d in tiles:
+        for g in range(CONSUMERS):
+            if s[g]:
+                lanes[(sm, g)].append((s[g], d[g]))
+    waits, busy = [], 0
+    first_start, last_end = {}, {}
+    for (sm, g), spans in lanes.items():
         spans.sort()
-        busy += sum(end - start for start, end in spans)
-        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
-        tail.append(kernel_end - spans[-1][1])
-    n = len(ctas)
+        busy += sum(e - s for s, e in spans)
+        waits += [b[0] - a[1] for a, b in zip(spans, spans[1:])]
+        first_start[sm] = min(first_start.get(sm, spans[0][0]), spans[0][0])
+        last_end[sm] = max(last_end.get(sm, spans[-1][1]), spans[-1][1])
+    sms = len(first_start)
+    consumers = max(sum(1 for x in t[3] if x) for t in tiles)
     mean = lambda xs: sum(xs) / max(1, len(xs)) / 1e3  # microseconds
     return {
         "file": os.path.basename(path),
-        "ctas": n,
-        "span_us": (kernel_end - kernel_start) / 1e3,
-        "cta_us": mean([max(c[4]) - c[1] for c in ctas]),
-        "tasks_read_us": mean([c[2] - c[1] for c in ctas]),
-        "ready_us": mean([t - c[1] for c in ctas for t in c[3]]),
-        "end_spread_us": mean([max(c[4]) - min(c[4]) for c in ctas]),
-        "gap_us": mean(gaps),
-        "busy": busy / ((kernel_end - kernel_start) * len(by_sm)),
-        "tail_us": mean(tail),
+        "tiles": len(tiles),
+        "sms": sms,
+        "span_us": span / 1e3,
+        "tile_us": mean([e - s for spans in lanes.values() for s, e in spans]),
+        "stage_us": mean([t[2] - t[1] for t in tiles]),
+        "wait_us": mean(waits),
+        "busy": busy / (span * sms * consumers),
+        "start_us": mean([s - kernel_start for s in first_start.values()]),
+        "tail_us": mean([kernel_end - e for e in last_end.values()]),
     }
 
 
 def main(paths):
     if not paths:
         sys.exit(__doc__)
-    print(f"{'timeline':44s} {'CTAs':>6s} {'span us':>9s} {'CTA us':>8s} {'tasks us':>8s} "
-          f"{'ready us':>8s} {'end spread':>10s} {'gap us':>7s} {'SM busy':>8s} {'tail us':>8s}")
+    print(f"{'timeline':44s} {'tiles':>6s} {'SMs':>4s} {'span us':>9s} {'tile us':>8s} "
+          f"{'stage us':>8s} {'wait us':>8s} {'busy':>7s} {'start us':>8s} {'tail us':>8s}")
     for path in paths:
         r = summarise(path)
-        print(f"{r['file']:44s} {r['ctas']:6d} {r['span_us']:9.1f} {r['cta_us']:8.2f} "
-              f"{r['tasks_read_us']:8.2f} {r['ready_us']:8.2f} {r['end_spread_us']:10.2f} "
-              f"{r['gap_us']:7.2f} {100 * r['busy']:7.1f}% {r['tail_us']:8.1f}")
+        print(f"{r['file']:44s} {r['tiles']:6d} {r['sms']:4d} {r['span_us']:9.1f} "
+              f"{r['tile_us']:8.2f} {r['stage_us']:8.2f} {r['wait_us']:8.2f} "
+              f"{100 * r['busy']:6.1f}% {r['start_us']:8.2f} {r['tail_us']:8.1f}")
 
 
 if __name__ == "__main__":

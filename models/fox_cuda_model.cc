@@ -190,6 +190,7 @@ absl::StatusOr<std::unique_ptr<FoxCudaModel>> FoxCudaModel::Create(
   impl->final_norm = ToDevice(w->final_norm);
   impl->num_pages = num_pages;
   impl->pool.Resize(num_pages * kernels::CudaPageBytes(kPageSize, kernels::kCudaHeadDim));
+  impl->prefill_tile_counter.Upload(std::vector<int32_t>(2, 0));
   FOXSERVE_RETURN_IF_ERROR(Check(cudaDeviceSynchronize(), "uploading the weights"));
   return std::unique_ptr<FoxCudaModel>(new FoxCudaModel(std::move(impl)));
 }
@@ -733,6 +734,7 @@ absl::Status FoxCudaModel::Impl::RunLayer(int64_t l, absl::Span<const ForwardIte
   attn.Resize(N * D);
   plan.rows.q = q.get();
   plan.rows.out = attn.get();
+  plan.prefill.tile_counter = prefill_tile_counter.get();
   FOXSERVE_RETURN_IF_ERROR(
       Check(prefill == kPrefillWgmma
                 ? kernels::LaunchPagedPrefillWgmma(kv, plan.rows, plan.prefill, stream)

@@ -154,6 +154,9 @@ struct FoxCudaModel::Impl {
   // grow, and every decode launch leaves them zero.
   kernels::DeviceBuffer<int32_t> row_arrivals;
   int64_t row_arrivals_zeroed = 0;
+  // The TMA prefill's tile counter (CudaPrefillTasks::tile_counter): zeroed at creation, and
+  // every launch leaves it zero.
+  kernels::DeviceBuffer<int32_t> prefill_tile_counter;
   // The per-layer plan goes up in one copy, the values it is made from come back with one
   // synchronization (kernels/cuda/staging_arena.h says why).
   kernels::UploadArena plan_upload;

@@ -71,6 +71,10 @@ struct CudaPrefillTasks {
   const int32_t* head = nullptr;
   const int32_t* start_block = nullptr;
   int32_t count = 0;
+  // Workspace of the TMA prefill (LaunchPagedPrefillTma), or null: two counters, zero before a
+  // launch and left zero by it (allocate zeroed, reuse; one launch at a time). Its CTAs take
+  // their tiles from it; without it each takes a fixed share.
+  int32_t* tile_counter = nullptr;
 };
 
 // Decode tasks: task i covers key blocks [block_begin[i], block_end[i]) of the row of token
@@ -128,18 +132,20 @@ enum class TmaPrefillShape {
   kTwoGroups128KeysTensorSums,
   kThreeGroups128KeysOverlap,
 };
-// timeline (optional; benchmarks): when set, each CTA c writes kPrefillTimelineSlots words at
-// timeline + c * kPrefillTimelineSlots: its SM, then nanosecond stamps (%globaltimer) of its
-// start, of its tasks read, of each consumer ready (Q and logit bound staged; 0 without a
-// task) and of each consumer's rows written (0 without a task); consumers past the shape's
-// count are 0. PrefillTmaCtas gives the CTA count. A CTA owns its SM, so the stamps show what
-// its start and its end cost (bench/prefill_timeline.py sums them up).
+// The kernel is persistent: one CTA an SM (at most max_ctas when positive, to leave SMs to other
+// work), each running tiles of consecutive tasks (as many as the shape has consumers) until none
+// is left, taken from tasks.tile_counter when set. PrefillTmaTiles gives the tile count.
+// timeline (optional; benchmarks): when set, the record of tile j (j in the order the tiles are
+// taken) is the kPrefillTimelineSlots words at timeline + j * kPrefillTimelineSlots: its SM,
+// then nanosecond stamps (%globaltimer) of its take, of its staging done (tasks, rows and Q), of
+// each consumer's start on it (0 without a task) and of each consumer's rows written (0 without
+// a task); consumers past the shape's count are 0 (bench/prefill_timeline.py sums them up).
 constexpr int kPrefillTimelineSlots = 9;
-int PrefillTmaCtas(const CudaPrefillTasks& tasks, TmaPrefillShape shape);
+int PrefillTmaTiles(const CudaPrefillTasks& tasks, TmaPrefillShape shape);
 cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream,
                                   TmaPrefillShape shape = TmaPrefillShape::kTwoGroups128Keys,
-                                  uint64_t* timeline = nullptr);
+                                  uint64_t* timeline = nullptr, int max_ctas = 0);
 // Runs the split-K tasks and the merge. Empty tasks (block_begin >= block_end) are allowed and
 // weigh nothing. The simple kernel: one key per thread, a shared-memory reduction of 64-wide
 // states per task.

@@ -25,9 +25,13 @@
 // consumers 16.33 ms, three 14.17 (97% of SDPA's speed), the wgmma kernel 21.07; end to end the
 // two-consumer shape is as fast or faster on short prompts, so the CUDA model takes three from
 // 16384 positions on (FOXSERVE_PREFILL_KERNEL=auto|tma|tma3|wgmma|mma).
-// A CTA runs kConsumers consecutive tasks; tasks of the same (sequence, head) whose key ranges
-// join form one walk over the union of their ranges, sharing every page copied; the producer
-// arrives on a stage's "empty" barrier for the consumers of the walk that do not need it.
+// The kernel is persistent (one CTA an SM): a CTA runs tile after tile of kConsumers
+// consecutive tasks, the KV stream flowing from one tile into the next, while three spare warps
+// of the producer warpgroup stage the next tile (tasks, rows, Q); launching a CTA a tile cost
+// each its start, about 5 us of 37 at 16x4096 (twelfth stop: 2.37 -> 2.19 ms, three consumers).
+// In a tile, tasks of the same (sequence, head) whose key ranges join form one walk over the
+// union of their ranges, sharing every page copied; the producer arrives on a stage's "empty"
+// barrier for the consumers of the walk that do not need it.
 //
 // The last page of a walk may have unwritten slots (NaN poison or stale data). Their scores are
 // masked by selection, and the producer zeroes those V rows in shared memory before it releases
@@ -78,6 +82,9 @@ struct Shape {
   // A page's V | C, rounded up to the 1 KB swizzle period; then the ones block.
   static constexpr int kVcBytes = (kTensorSums ? 17 : 9) * 1024;
   static constexpr int kStages = 4;
+  // Tiles staged at once: the one the consumers run and the next (the tensor-sums build's larger
+  // V slots leave shared memory for one).
+  static constexpr int kTileSlots = kTensorSums ? 1 : 2;
   static constexpr int kThreads = 128 * (kConsumers + 1);
   // Two consumers: 3 warps a sub-partition; three: 4 at 160 (FlashAttention-3's split for
   // hdim 64, which leaves the producer 32; both spill some there, 440 bytes a thread).
@@ -106,19 +113,34 @@ struct RowState {
   int position, token;
 };
 
+// A tile's walks: consecutive tasks of one (sequence, head) whose key ranges join share one.
+template <int kConsumers>
+struct Walks {
+  int count = 0;
+  int first[kConsumers + 1];  // walk w covers tasks first[w] .. first[w + 1] - 1
+  int lo[kConsumers], hi[kConsumers], hi_written[kConsumers];
+};
+
 template <typename S>
 struct SharedState {  // placed at a 1024-byte boundary
-  static constexpr int kStages = S::kStages;
+  static constexpr int kStages = S::kStages, kSlots = S::kTileSlots;
   // A stage's pages: their K tiles back to back (one 128-key operand of S = Q K^T), and each
   // page's V and C.
   uint8_t k[kStages][S::kPages][kTileBytes];
   uint8_t vc[kStages][S::kPages][S::kVcBytes];
-  uint8_t q[S::kConsumers][kTileBytes];
-  float bound[S::kConsumers][4];  // each consumer warp's largest row logit bound
-  RowState row_state[S::kConsumers][64];
-  TaskSpan task[S::kConsumers];  // the CTA's tasks, read once (consumer g's is task g)
+  // A staged tile (StageTile): its Q, its index (-1: none was left), its tasks (consumer g's is
+  // task g), its rows' state and the largest logit bound of each half (32 rows) of a task.
+  uint8_t q[kSlots][S::kConsumers][kTileBytes];
+  int tile[kSlots];
+  TaskSpan task[kSlots][S::kConsumers];
+  Walks<S::kConsumers> walks[kSlots];
+  RowState row_state[kSlots][S::kConsumers][64];
+  float bound[kSlots][S::kConsumers][2];
   double base[kStages][S::kPages];  // block_base of the stage's pages
   uint64_t full[kStages], empty[kStages];
+  uint64_t staged[kSlots], consumed[kSlots];  // a slot's tile staged; its consumers done with it
+  // The producer is kTakeAhead iterations from the end of its tile: time to take the next.
+  uint64_t take_next;
   uint64_t landed;  // a partly written page's copy, before the producer zeroes its tail
   // The iteration whose copy into the stage was issued last. A consumer that skipped other
   // walks' iterations (or the start of its own) can be phases ahead of a stage's barrier, and
@@ -169,18 +191,6 @@ __device__ __forceinline__ uint64_t GlobalNanoseconds() {
   return t;
 }
 
-// Named barrier of one consumer warpgroup (ids 1.., 0 is __syncthreads).
-__device__ __forceinline__ void GroupSync(int group) {
-  asm volatile("bar.sync %0, 128;\n" ::"r"(group + 1) : "memory");
-}
-
-// The CTA's walks: consecutive tasks of one (sequence, head) whose key ranges join share one.
-template <int kConsumers>
-struct Walks {
-  int count = 0;
-  int first[kConsumers + 1];  // walk w covers tasks first[w] .. first[w + 1] - 1
-  int lo[kConsumers], hi[kConsumers], hi_written[kConsumers];
-};
 
 // Valid tasks are a prefix of the CTA's (only the last CTA runs fewer than kConsumers).
 template <int kConsumers>
@@ -239,12 +249,137 @@ __device__ __forceinline__ void Dispatch(bool flag, F&& f) {
   }
 }
 
+// The index (in the order taken) of this CTA's t-th tile, or -1 when none is left. With
+// tasks.tile_counter the CTAs take tiles from a counter they share, so that an SM takes the next
+// as soon as it has room for one, whatever the lengths of the tiles before; without one, every
+// gridDim.x-th. A take that finds none left also counts its CTA out, and the last CTA out zeroes
+// the counters for the next launch.
+__device__ __forceinline__ int TakeTile(const CudaPrefillTasks& tasks, int num_tiles, int t) {
+  if (tasks.tile_counter == nullptr) {
+    const int tile = blockIdx.x + t * gridDim.x;
+    return tile < num_tiles ? tile : -1;
+  }
+  const int tile = atomicAdd(&tasks.tile_counter[0], 1);
+  if (tile < num_tiles) return tile;
+  __threadfence();  // this CTA's last take, before it counts itself out
+  if (atomicAdd(&tasks.tile_counter[1], 1) == static_cast<int>(gridDim.x) - 1) {
+    atomicExch(&tasks.tile_counter[0], 0);  // every CTA has taken its last
+    atomicExch(&tasks.tile_counter[1], 0);
+  }
+  return -1;
+}
+
+// Stages the CTA's t-th tile in slot t % kTileSlots: takes its index, reads its tasks (tile j in
+// the order taken runs tasks from (num_tiles - 1 - j) kConsumers on: the list's end first, where
+// a (sequence, head)'s longest query blocks are), its rows' state and logit bounds, and its Q
+// (rounded to bf16, swizzled). Run by kThreads threads (this one: `pt`) that `sync` joins: the
+// whole CTA for its first tile, which everything waits for; after that three warps of the
+// producer warpgroup, a tile ahead of the consumers, so that the memory round trips a tile's
+// start costs (index, task, rows and Q) are off their path. Returns whether a tile was left.
+template <typename S, int kThreads, typename Sync, typename Stamp>
+__device__ __forceinline__ bool StageTile(SharedState<S>& sm, const CudaAttentionRows& rows,
+                                          const CudaPrefillTasks& tasks, int num_tiles, int t,
+                                          int pt, Sync&& sync, Stamp&& stamp) {
+  constexpr int kConsumers = S::kConsumers;
+  const int slot = t % S::kTileSlots;
+  if (pt == 0) {
+    const int tile = TakeTile(tasks, num_tiles, t);
+    sm.tile[slot] = tile;
+    if (S::kTimeline && tile >= 0) {
+      uint32_t sm_id;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_id));
+      stamp(tile, 0, sm_id);
+      stamp(tile, 1, GlobalNanoseconds());
+      for (int i = 3; i < kPrefillTimelineSlots; ++i) stamp(tile, i, 0);  // no task: stays 0
+    }
+  }
+  sync();
+  const int tile = sm.tile[slot];
+  if (tile < 0) return false;
+  if (pt < kConsumers) {
+    sm.task[slot][pt] = ReadTask(rows, tasks, (num_tiles - 1 - tile) * kConsumers + pt);
+  }
+  sync();
+  if (pt == 0) sm.walks[slot] = PlanWalks(sm.task[slot]);
+  if constexpr (kThreads != S::kThreads) {
+    // Q's rows (two 128-byte lines each) towards L2 first: the stagers' 32 registers hold two
+    // chunks a thread at a time, so the passes below are a chain of round trips, which then
+    // wait for L2 rather than memory.
+    for (int i = pt; i < 128 * kConsumers; i += kThreads) {
+      const int g = i / 128, r = i % 128 / 2;
+      const TaskSpan& task = sm.task[slot][g];
+      const int token = task.t0 + (r < task.num_rows ? r : 0);
+      const float* src = rows.q + static_cast<int64_t>(token) * rows.num_heads * D +
+                         task.head * D + (i % 2) * 32;
+      asm volatile("prefetch.global.L2 [%0];\n" ::"l"(src));
+    }
+  }
+  // Each row's state and bound, a warp taking 32 rows (half a task) at a time. Rows past a
+  // task's num_rows repeat its row 0 (computed, not written out).
+  for (int half = pt / 32; half < 2 * kConsumers; half += kThreads / 32) {
+    const int g = half / 2, row = 32 * (half % 2) + pt % 32;
+    const TaskSpan& task = sm.task[slot][g];
+    const int token = task.t0 + (row < task.num_rows ? row : 0);
+    const int64_t r = static_cast<int64_t>(token) * rows.num_heads + task.head;
+    float b = rows.row_logit_bound != nullptr ? rows.row_logit_bound[r] : 0.0f;
+    sm.row_state[slot][g][row] = RowState{rows.row_c[r], rows.token_position[token], token};
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, d));
+    if (pt % 32 == 0) sm.bound[slot][g][half % 2] = b;
+  }
+  // Q: 512 chunks of 8 dims a task. The whole CTA loads all of its chunks before storing any
+  // (four round trips in a row would delay its first product); three warps with 32 registers a
+  // thread two at a time.
+  constexpr int kChunks = 512 * kConsumers;
+  constexpr int kPerThread = (kChunks + kThreads - 1) / kThreads;
+  constexpr int kBatch = kThreads == S::kThreads ? kPerThread : 2;
+  for (int first = 0; first < kPerThread; first += kBatch) {
+    float4 x[kBatch], y[kBatch];
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int chunk = min(pt + (first + i) * kThreads, kChunks - 1);
+      const int g = chunk / 512, r = chunk % 512 / 8, col = chunk % 8;
+      const TaskSpan& task = sm.task[slot][g];
+      const int token = task.t0 + (r < task.num_rows ? r : 0);
+      const float* src =
+          rows.q + static_cast<int64_t>(token) * rows.num_heads * D + task.head * D + col * 8;
+      x[i] = *reinterpret_cast<const float4*>(src);
+      y[i] = *reinterpret_cast<const float4*>(src + 4);
+    }
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      const int chunk = pt + (first + i) * kThreads;
+      if (first + i >= kPerThread || chunk >= kChunks) continue;
+      const int g = chunk / 512, r = chunk % 512 / 8, col = chunk % 8;
+      *reinterpret_cast<uint4*>(sm.q[slot][g] + SwizzledOffset(r, col)) =
+          make_uint4(PackBf16(x[i].x, x[i].y), PackBf16(x[i].z, x[i].w),
+                     PackBf16(y[i].x, y[i].y), PackBf16(y[i].z, y[i].w));
+    }
+  }
+  FenceProxyAsync();  // Q, before the consumers' wgmma read it
+  if (S::kTimeline && pt == 0) stamp(tile, 2, GlobalNanoseconds());
+  return true;
+}
+
+// A persistent kernel: as many CTAs as SMs (or tiles), each running tiles of kConsumers
+// consecutive tasks until none is left (TakeTile), one task a consumer. Its KV pages stream
+// through the stages from one tile into the next, and the next tile is staged while the
+// consumers run this one: a CTA a tile measured its start (tasks, rows, Q and the first pages,
+// about 5 us) as 13% of a 16x4096 launch, time its SM idled (bench/RESULTS.md, eleventh stop).
 template <typename S>
 __global__ void __launch_bounds__(S::kThreads, 1)
     PagedPrefillTmaKernel(const __grid_constant__ CUtensorMap k_map,
                           const __grid_constant__ CUtensorMap vc_map, int32_t oob_page,
-                          CudaAttentionRows rows, CudaPrefillTasks tasks, uint64_t* timeline) {
+                          CudaAttentionRows rows, CudaPrefillTasks tasks, int num_tiles,
+                          uint64_t* timeline) {
   constexpr int kConsumers = S::kConsumers, kPages = S::kPages, kStages = S::kStages;
+  constexpr int kSlots = S::kTileSlots;
+  constexpr int kStagers = 96;  // the threads that stage the tiles after the first
+  // The next tile is taken when the producer is this many iterations (of 128 keys) from the end
+  // of its current one, so that it is staged when the consumers finish (staging takes 7-11 us;
+  // an iteration 1.8-2.4 us at 4k-32k dense), and not sooner: a CTA holding a taken tile through
+  // a whole long one left other SMs idle at the end of the launch.
+  constexpr int kTakeAhead = 6;
   // The state at the start of dynamic shared memory, which sits on a 1024-byte boundary (the
   // 128-byte swizzle's period; checked below): every address in it is then a constant or a
   // constant plus the consumer's offset. Aligning a run-time base instead kept the base and the
@@ -252,34 +387,28 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   extern __shared__ __align__(1024) uint8_t raw[];
   SharedState<S>& sm = *reinterpret_cast<SharedState<S>*>(raw);
   const int tid = threadIdx.x, warp_all = tid / 32, lane = tid % 32;
-  const int cta_task = (gridDim.x - 1 - blockIdx.x) * kConsumers;
-  // This CTA's timeline record (see LaunchPagedPrefillTma), addressed afresh at each stamp so
-  // that no register holds it across the main loop.
-  auto stamp = [&](int slot, uint64_t value) {
+  // A tile's timeline record (see LaunchPagedPrefillTma), addressed afresh at each stamp so that
+  // no register holds it across the main loop.
+  auto stamp = [&](int tile, int slot, uint64_t value) {
     if constexpr (S::kTimeline) {
-      timeline[int64_t{blockIdx.x} * kPrefillTimelineSlots + slot] = value;
+      timeline[int64_t{tile} * kPrefillTimelineSlots + slot] = value;
     }
   };
-  if (S::kTimeline && tid == 0) {
-    uint32_t sm_id;
-    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm_id));
-    stamp(0, sm_id);
-    stamp(1, GlobalNanoseconds());
-    for (int i = 3; i < kPrefillTimelineSlots; ++i) stamp(i, 0);  // before __syncthreads
-  }
   if (tid == 0) {
     if (SharedAddress(raw) % 1024 != 0) __trap();
     for (int s = 0; s < kStages; ++s) {
       BarrierInit(&sm.full[s], 1);
       BarrierInit(&sm.empty[s], 4 * kConsumers);  // one arrival per consumer warp
     }
+    for (int s = 0; s < kSlots; ++s) {
+      BarrierInit(&sm.staged[s], kStagers);
+      BarrierInit(&sm.consumed[s], 4 * kConsumers);
+    }
     BarrierInit(&sm.landed, 1);
+    BarrierInit(&sm.take_next, 1);
     for (int s = 0; s < kStages; ++s) sm.issued[s] = -1;
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  // One thread reads each of the CTA's tasks into shared memory, where every thread takes them
-  // after the barrier below (rather than every thread reading every task).
-  if (tid < kConsumers) sm.task[tid] = ReadTask(rows, tasks, cta_task + tid);
   if constexpr (S::kTensorSums) {
     constexpr int kChunks = kTileBytes / 16;  // 16-byte chunks of a ones block
     for (int i = tid; i < kStages * kPages * kChunks; i += S::kThreads) {
@@ -289,136 +418,129 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     }
     FenceProxyAsync();
   }
+  const bool any = StageTile<S, S::kThreads>(
+      sm, rows, tasks, num_tiles, 0, tid, [] { __syncthreads(); }, stamp);
   __syncthreads();
-  TaskSpan task[kConsumers];
-#pragma unroll
-  for (int i = 0; i < kConsumers; ++i) task[i] = sm.task[i];
-  const Walks<kConsumers> walks = PlanWalks(task);
-  if (S::kTimeline && tid == 0) stamp(2, GlobalNanoseconds());
+  if (!any) return;  // the other CTAs took every tile
 
   if (warp_all >= 4 * kConsumers) {
-    // - Producer: its first warp walks the stages; lane 0 issues the TMA copies.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(S::kProducerRegisters));
-    if (warp_all != 4 * kConsumers) return;
-    int g = 0, landed_uses = 0;
-    for (int w = 0; w < walks.count; ++w) {
-      const TaskSpan& lead = task[walks.first[w]];
-      const int32_t* pages = rows.pages + lead.table;
-      const double* base = rows.block_base + lead.table;
-      const int hi = walks.hi[w], hi_written = walks.hi_written[w];
-      for (int b0 = walks.lo[w]; b0 <= hi; b0 += kPages, ++g) {
-        const int stage = g % kStages;
-        if (g >= kStages) BarrierWait(&sm.empty[stage], ((g / kStages) + 1) & 1);
-        const int last = min(b0 + kPages - 1, hi);  // the stage's last page in the walk
-        int users = 0;
-        for (int i = walks.first[w]; i < walks.first[w + 1]; ++i) {
-          users += Overlaps(task[i], b0, last) ? 1 : 0;
+    if (warp_all == 4 * kConsumers) {
+      // - Producer: its first warp walks the stages of tile after tile; lane 0 issues the TMA
+      // copies.
+      int g = 0, landed_uses = 0;
+      for (int t = 0;; ++t) {
+        const int slot = t % kSlots;
+        BarrierWait(&sm.staged[slot], (t / kSlots) & 1);
+        if (sm.tile[slot] < 0) return;
+        const Walks<kConsumers>& walks = sm.walks[slot];
+        const TaskSpan(&task)[kConsumers] = sm.task[slot];
+        int left = 0;  // iterations of the tile left to issue
+        for (int w = 0; w < walks.count; ++w) {
+          left += (walks.hi[w] - walks.lo[w] + kPages) / kPages;
         }
-        int32_t id[kPages];
-        double page_base[kPages];  // loaded before any store (see StageQueryTile)
+        if (left <= kTakeAhead && lane == 0) BarrierArrive(&sm.take_next, 1);
+        for (int w = 0; w < walks.count; ++w) {
+          const TaskSpan& lead = task[walks.first[w]];
+          const int32_t* pages = rows.pages + lead.table;
+          const double* base = rows.block_base + lead.table;
+          const int hi = walks.hi[w], hi_written = walks.hi_written[w];
+          for (int b0 = walks.lo[w]; b0 <= hi; b0 += kPages, ++g) {
+            const int stage = g % kStages;
+            if (--left == kTakeAhead && lane == 0) BarrierArrive(&sm.take_next, 1);
+            if (g >= kStages) BarrierWait(&sm.empty[stage], ((g / kStages) + 1) & 1);
+            const int last = min(b0 + kPages - 1, hi);  // the stage's last page in the walk
+            int users = 0;
+            for (int i = walks.first[w]; i < walks.first[w + 1]; ++i) {
+              users += Overlaps(task[i], b0, last) ? 1 : 0;
+            }
+            int32_t id[kPages];
+            double page_base[kPages];  // loaded before any store (see StageQueryTile)
 #pragma unroll
-        for (int h = 0; h < kPages; ++h) {
-          id[h] = b0 + h <= hi ? pages[b0 + h] : 0;
-          page_base[h] = base[min(b0 + h, hi)];
-        }
+            for (int h = 0; h < kPages; ++h) {
+              id[h] = b0 + h <= hi ? pages[b0 + h] : 0;
+              page_base[h] = base[min(b0 + h, hi)];
+            }
 #pragma unroll
-        for (int h = 0; h < kPages; ++h) {
-          if (id[h] < 0) __trap();  // an evicted block was planned as live
-        }
-        // The walk's last page, when partly written, lands on the `landed` barrier first: the
-        // warp zeroes its unwritten V rows (NaN poison or stale data; the consumers' P V
-        // multiplies every V row, and 0 * NaN is NaN), then releases the stage.
-        const int partial = hi_written < PS && last == hi ? hi - b0 : -1;
-        uint64_t* copied = partial >= 0 ? &sm.landed : &sm.full[stage];
-        if (lane == 0) {
-          *static_cast<volatile int*>(&sm.issued[stage]) = g;
-          if (users < kConsumers) BarrierArrive(&sm.empty[stage], 4 * (kConsumers - users));
-          BarrierExpectBytes(copied, static_cast<int>(kPages * kPageBytes));
+            for (int h = 0; h < kPages; ++h) {
+              if (id[h] < 0) __trap();  // an evicted block was planned as live
+            }
+            // The walk's last page, when partly written, lands on the `landed` barrier first: the
+            // warp zeroes its unwritten V rows (NaN poison or stale data; the consumers' P V
+            // multiplies every V row, and 0 * NaN is NaN), then releases the stage.
+            const int partial = hi_written < PS && last == hi ? hi - b0 : -1;
+            uint64_t* copied = partial >= 0 ? &sm.landed : &sm.full[stage];
+            if (lane == 0) {
+              *static_cast<volatile int*>(&sm.issued[stage]) = g;
+              if (users < kConsumers) BarrierArrive(&sm.empty[stage], 4 * (kConsumers - users));
+              BarrierExpectBytes(copied, static_cast<int>(kPages * kPageBytes));
 #pragma unroll
-          for (int h = 0; h < kPages; ++h) {
-            // A page past the walk's end is copied from past the end of the pool: TMA fills
-            // zeros.
-            sm.base[stage][h] = page_base[h];
-            const int32_t row = (b0 + h <= hi ? id[h] : oob_page) * kPageRows;
-            CopyRows(sm.k[stage][h], &k_map, row, copied);
-            CopyRows(sm.vc[stage][h], &vc_map, row + PS, copied);
+              for (int h = 0; h < kPages; ++h) {
+                // A page past the walk's end is copied from past the end of the pool: TMA fills
+                // zeros.
+                sm.base[stage][h] = page_base[h];
+                const int32_t row = (b0 + h <= hi ? id[h] : oob_page) * kPageRows;
+                CopyRows(sm.k[stage][h], &k_map, row, copied);
+                CopyRows(sm.vc[stage][h], &vc_map, row + PS, copied);
+              }
+            }
+            if (partial >= 0) {
+              BarrierWait(&sm.landed, landed_uses++ & 1);
+              uint8_t* v = sm.vc[stage][partial] + hi_written * 128;
+              for (int i = lane; i < (PS - hi_written) * 8; i += 32) {
+                reinterpret_cast<uint4*>(v)[i] = make_uint4(0, 0, 0, 0);
+              }
+              FenceProxyAsync();  // the zeros, before the consumers' wgmma reads them
+              __syncwarp();
+              if (lane == 0) BarrierArrive(&sm.full[stage], 1);
+            }
+            __syncwarp();
           }
         }
-        if (partial >= 0) {
-          BarrierWait(&sm.landed, landed_uses++ & 1);
-          uint8_t* v = sm.vc[stage][partial] + hi_written * 128;
-          for (int i = lane; i < (PS - hi_written) * 8; i += 32) {
-            reinterpret_cast<uint4*>(v)[i] = make_uint4(0, 0, 0, 0);
-          }
-          FenceProxyAsync();  // the zeros, before the consumers' wgmma reads them
-          __syncwarp();
-          if (lane == 0) BarrierArrive(&sm.full[stage], 1);
-        }
-        __syncwarp();
       }
     }
-    return;
+    // - The other three warps stage the tiles after the first, each once its slot's previous
+    // tile is consumed and the producer nears the end of the tile before. The first tile's
+    // arrival (staged above) makes every tile's phase of its slot's barrier t / kSlots.
+    const int pt = tid - 128 * kConsumers - 32;
+    BarrierArrive(&sm.staged[0], 1);
+    for (int t = 1;; ++t) {
+      const int slot = t % kSlots;
+      if (t >= kSlots) BarrierWait(&sm.consumed[slot], (t / kSlots - 1) & 1);
+      BarrierWait(&sm.take_next, (t - 1) & 1);
+      const bool more = StageTile<S, kStagers>(
+          sm, rows, tasks, num_tiles, t, pt,
+          [] {
+            asm volatile("bar.sync %0, %1;\n" ::"n"(S::kConsumers + 1), "n"(kStagers) : "memory");
+          },
+          stamp);
+      BarrierArrive(&sm.staged[slot], 1);
+      if (!more) return;
+    }
   }
 
   // - Consumers.
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(S::kConsumerRegisters));
   const int group = warp_all / 4, warp = warp_all % 4;
-  const int ctid = tid % 128;
   const int g8 = lane / 4, t4 = lane % 4;  // accumulator fragment coordinates
-  const TaskSpan mine = task[group];
-  if (!mine.valid) return;  // the producer accounts for this consumer's stages
-
-  // The task's rows, its logit bound and Q: every load before the first store (the start of a
-  // CTA is a chain of memory round trips that nothing else on the SM hides).
-  const TaskRows my_rows = ReadTaskRows(rows, mine, warp, g8);
-  // A bound on the task's logits (|q.k| scale; the decay only lowers them): the largest of its
-  // rows' bounds.
-  float b = 0.0f;
-  if (rows.row_logit_bound != nullptr) {
-    b = fmaxf(rows.row_logit_bound[static_cast<int64_t>(my_rows.token[0]) * rows.num_heads +
-                                   mine.head],
-              rows.row_logit_bound[static_cast<int64_t>(my_rows.token[1]) * rows.num_heads +
-                                   mine.head]);
-  }
-  StageQueryTile(sm.q[group], rows, mine, ctid);
-  if (t4 == 0) {
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      sm.row_state[group][warp * 16 + g8 + 8 * i] =
-          RowState{my_rows.c[i], my_rows.position[i], my_rows.token[i]};
-    }
-  }
-  if (rows.row_logit_bound != nullptr) {
-#pragma unroll
-    for (int d = 1; d < 32; d *= 2) b = fmaxf(b, __shfl_xor_sync(0xffffffffu, b, d));
-    if (lane == 0) sm.bound[group][warp] = b;
-  }
-  FenceProxyAsync();
-  GroupSync(group);
-  if (S::kTimeline && ctid == 0) stamp(3 + group, GlobalNanoseconds());
-  // Used as every row's softmax maximum, it spares the row maxima and the rescaling of O, and
-  // each exponent can start as soon as its score lands. Safe while 2 bound stays well inside
-  // fp32's exponent range: a row's own key scores at least -bound (its decay is 0), so its
-  // largest probability is at least e^(-2 bound).
+  // The running tile, set at its start: its slot, this consumer's task, its first iteration
+  // (global: stage g % kStages) and the first block of its walk, its rows and its Q.
+  int slot = 0, g = 0, lo = 0;
+  TaskSpan mine;
+  const RowState* state = nullptr;  // row i of this thread: state[8 i]
+  uint32_t q_desc = 0;
+  // The largest logit bound of the task's rows. Used as every row's softmax maximum, it spares
+  // the row maxima and the rescaling of O, and each exponent can start as soon as its score
+  // lands. Safe while 2 bound stays well inside fp32's exponent range: a row's own key scores
+  // at least -bound (its decay is 0), so its largest probability is at least e^(-2 bound).
   // Read from shared memory where needed (also once an iteration of the bounded loop) rather
   // than held across the loop.
   auto group_bound = [&]() {
-    const float4 w = *reinterpret_cast<const float4*>(sm.bound[group]);
-    return fmaxf(fmaxf(w.x, w.y), fmaxf(w.z, w.w));
+    const float2 w = *reinterpret_cast<const float2*>(sm.bound[slot][group]);
+    return fmaxf(w.x, w.y);
   };
-  const float bound = rows.row_logit_bound == nullptr ? INFINITY : group_bound();
-
-  // The global iteration index of this consumer's first stage: skip the earlier walks.
-  int walk = 0, g = 0;
-  while (walks.first[walk + 1] <= group) {
-    g += (walks.hi[walk] - walks.lo[walk] + kPages) / kPages;
-    ++walk;
-  }
-  const int lo = walks.lo[walk];
 
   const float scale = rows.scale;
-  const RowState* state = sm.row_state[group] + warp * 16 + g8;  // row i: state[8 i]
-  const uint32_t q_desc = TileDescriptorLow(sm.q[group]);
   const uint32_t k0_desc = TileDescriptorLow(sm.k[0][0]);    // stage s: + s P tiles
   const uint32_t vc0_desc = TileDescriptorLow(sm.vc[0][0]);  // stage s page h: + (s P + h) slots
   auto consume = [&](auto fixed_max) {
@@ -473,7 +595,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 
     for (int b0 = first_pair; b0 <= mine.last_block; b0 += kPages, ++g) {
       const int stage = g % kStages;
-      const int start = sm.task[group].start;  // read again rather than held across the loop
+      const int start = sm.task[slot][group].start;  // read again rather than held across the loop
       bool half[kPages];
       bool masked = b0 + kPages - 1 >= mine.last_block;
 #pragma unroll
@@ -685,18 +807,39 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     TaskRows written;
 #pragma unroll
     for (int i = 0; i < 2; ++i) written.token[i] = state[8 * i].token;
-    WriteTaskRows(rows, sm.task[group], written, o, l, warp, g8, t4);
+    WriteTaskRows(rows, sm.task[slot][group], written, o, l, warp, g8, t4);
   };
-  if constexpr (S::kBounded) {
-    if (!(bound <= kFixedMaxBound)) __trap();  // the launcher was promised bounds this small
-    consume(std::true_type());
-  } else {
-    Dispatch(bound <= kFixedMaxBound, consume);
-  }
-  // From threadIdx afresh: keeping the consumer's index live across the loop cost tma3 90 more
-  // bytes of spills.
-  if (S::kTimeline && threadIdx.x % 128 == 0) {
-    stamp(6 + threadIdx.x / 128, GlobalNanoseconds());
+  int tile_g = 0;  // the global iteration of the running tile's first stage
+  for (int t = 0;; ++t) {
+    slot = t % kSlots;
+    BarrierWait(&sm.staged[slot], (t / kSlots) & 1);
+    const int tile = sm.tile[slot];
+    if (tile < 0) return;
+    const Walks<kConsumers>& walks = sm.walks[slot];
+    mine = sm.task[slot][group];
+    // This consumer's first stage skips the earlier walks'; the next tile's, all of them.
+    g = tile_g;
+    for (int w = 0; w < walks.count; ++w) {
+      const int n = (walks.hi[w] - walks.lo[w] + kPages) / kPages;
+      if (walks.first[w + 1] <= group) g += n;
+      if (walks.first[w] <= group && group < walks.first[w + 1]) lo = walks.lo[w];
+      tile_g += n;
+    }
+    if (mine.valid) {  // else the producer accounts for this consumer's stages
+      if (S::kTimeline && warp == 0 && lane == 0) stamp(tile, 3 + group, GlobalNanoseconds());
+      state = sm.row_state[slot][group] + warp * 16 + g8;
+      q_desc = TileDescriptorLow(sm.q[slot][group]);
+      const float bound = rows.row_logit_bound == nullptr ? INFINITY : group_bound();
+      if constexpr (S::kBounded) {
+        if (!(bound <= kFixedMaxBound)) __trap();  // the launcher was promised bounds this small
+        consume(std::true_type());
+      } else {
+        Dispatch(bound <= kFixedMaxBound, consume);
+      }
+      if (S::kTimeline && warp == 0 && lane == 0) stamp(tile, 6 + group, GlobalNanoseconds());
+    }
+    __syncwarp();
+    if (lane == 0) BarrierArrive(&sm.consumed[slot], 1);
   }
 }
 
@@ -734,8 +877,8 @@ namespace {
 
 template <typename S>
 cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                   const CudaPrefillTasks& tasks, int ctas, cudaStream_t stream,
-                   uint64_t* timeline) {
+                   const CudaPrefillTasks& tasks, int tiles, cudaStream_t stream,
+                   uint64_t* timeline, int max_ctas) {
   CUtensorMap k_map, vc_map;
   if (cudaError_t e = EncodePoolMap(pool, PS, &k_map); e != cudaSuccess) return e;
   if (cudaError_t e = EncodePoolMap(pool, kPageRows - PS, &vc_map); e != cudaSuccess) return e;
@@ -745,59 +888,67 @@ cudaError_t Launch(const CudaKvPool& pool, const CudaAttentionRows& rows,
       e != cudaSuccess) {
     return e;
   }
+  int device = 0, sms = 0;
+  if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  if (cudaError_t e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+      e != cudaSuccess) {
+    return e;
+  }
+  int ctas = tiles < sms ? tiles : sms;  // one CTA an SM (its shared memory)
+  if (max_ctas > 0 && max_ctas < ctas) ctas = max_ctas;
   PagedPrefillTmaKernel<S><<<ctas, S::kThreads, kSharedBytes<S>, stream>>>(
-      k_map, vc_map, static_cast<int32_t>(pool.num_pages), rows, tasks, timeline);
+      k_map, vc_map, static_cast<int32_t>(pool.num_pages), rows, tasks, tiles, timeline);
   return cudaGetLastError();
 }
 
 // The build of a shape: with or without the timeline, bounded or not.
 template <int kConsumers, bool kTensorSums, bool kTimeline>
 cudaError_t LaunchBuild(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                        const CudaPrefillTasks& tasks, int ctas, cudaStream_t stream,
-                        uint64_t* timeline) {
+                        const CudaPrefillTasks& tasks, int tiles, cudaStream_t stream,
+                        uint64_t* timeline, int max_ctas) {
   const bool bounded =
       rows.row_logit_bound != nullptr && rows.max_row_logit_bound <= kFixedMaxBound;
   using Bounded = Shape<kConsumers, kTensorSums, kTimeline, true>;
   using Online = Shape<kConsumers, kTensorSums, kTimeline, false>;
-  return bounded ? Launch<Bounded>(pool, rows, tasks, ctas, stream, timeline)
-                 : Launch<Online>(pool, rows, tasks, ctas, stream, timeline);
+  return bounded ? Launch<Bounded>(pool, rows, tasks, tiles, stream, timeline, max_ctas)
+                 : Launch<Online>(pool, rows, tasks, tiles, stream, timeline, max_ctas);
 }
 template <int kConsumers, bool kTensorSums>
 cudaError_t LaunchShape(const CudaKvPool& pool, const CudaAttentionRows& rows,
-                        const CudaPrefillTasks& tasks, int ctas, cudaStream_t stream,
-                        uint64_t* timeline) {
+                        const CudaPrefillTasks& tasks, int tiles, cudaStream_t stream,
+                        uint64_t* timeline, int max_ctas) {
   return timeline != nullptr
-             ? LaunchBuild<kConsumers, kTensorSums, true>(pool, rows, tasks, ctas, stream,
-                                                          timeline)
-             : LaunchBuild<kConsumers, kTensorSums, false>(pool, rows, tasks, ctas, stream,
-                                                           nullptr);
+             ? LaunchBuild<kConsumers, kTensorSums, true>(pool, rows, tasks, tiles, stream,
+                                                          timeline, max_ctas)
+             : LaunchBuild<kConsumers, kTensorSums, false>(pool, rows, tasks, tiles, stream,
+                                                           nullptr, max_ctas);
 }
 
 }  // namespace
 }  // namespace prefill::tma
 
-int PrefillTmaCtas(const CudaPrefillTasks& tasks, TmaPrefillShape shape) {
+int PrefillTmaTiles(const CudaPrefillTasks& tasks, TmaPrefillShape shape) {
   const int consumers = shape == TmaPrefillShape::kThreeGroups128KeysOverlap ? 3 : 2;
   return (tasks.count + consumers - 1) / consumers;
 }
 
 cudaError_t LaunchPagedPrefillTma(const CudaKvPool& pool, const CudaAttentionRows& rows,
                                   const CudaPrefillTasks& tasks, cudaStream_t stream,
-                                  TmaPrefillShape shape, uint64_t* timeline) {
+                                  TmaPrefillShape shape, uint64_t* timeline, int max_ctas) {
   using namespace prefill::tma;
   if (pool.page_size != prefill::PS || pool.head_dim != prefill::D) return cudaErrorInvalidValue;
   if (tasks.count == 0) return cudaSuccess;
-  // One count of CTAs for the launch and for the timeline's size.
-  const int ctas = PrefillTmaCtas(tasks, shape);
+  // One count of tiles for the launch and for the timeline's size.
+  const int tiles = PrefillTmaTiles(tasks, shape);
   switch (shape) {
     case TmaPrefillShape::kTwoGroups128KeysTensorSums:
-      return LaunchShape<2, true>(pool, rows, tasks, ctas, stream, timeline);
+      return LaunchShape<2, true>(pool, rows, tasks, tiles, stream, timeline, max_ctas);
     case TmaPrefillShape::kThreeGroups128KeysOverlap:
-      return LaunchShape<3, false>(pool, rows, tasks, ctas, stream, timeline);
+      return LaunchShape<3, false>(pool, rows, tasks, tiles, stream, timeline, max_ctas);
     case TmaPrefillShape::kTwoGroups128Keys:
       break;
   }
-  return LaunchShape<2, false>(pool, rows, tasks, ctas, stream, timeline);
+  return LaunchShape<2, false>(pool, rows, tasks, tiles, stream, timeline, max_ctas);
 }
 
 }  // namespace kernels

@@ -8,12 +8,15 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -303,15 +306,38 @@ double Compare(const Batch& b, double log_eps, int32_t decode_chunk_blocks, int6
     default: {
       const auto shape = static_cast<TmaPrefillShape>(static_cast<int>(kernel) -
                                                       static_cast<int>(PrefillKernel::kTma));
+      // The persistent kernel three ways: CTAs taking a fixed share of the tiles, one CTA an SM
+      // (at these sizes mostly one tile each); then three CTAs taking tiles from the shared
+      // counter (many each, so that the slots and stages wrap from tile to tile), twice: the
+      // second launch relies on the first leaving the counter at zero. A task's rows do not
+      // depend on which CTA runs them: the outputs must agree bit for bit.
+      // Poisoned first, as before the launches below: rows of decode items are not written.
+      FOXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xFF, out.size() * sizeof(float)));
+      FOXSERVE_CUDA_CHECK(LaunchPagedPrefillTma(pool, rows, prefill, nullptr, shape));
+      const std::vector<float> fixed_share = out.Download();
+      DeviceBuffer<int32_t> counter;
+      counter.Upload(std::vector<int32_t>(2, 0));
+      prefill.tile_counter = counter.get();
       DeviceBuffer<uint64_t> timeline;
       if (tma_timeline != nullptr) {  // every word poisoned, so that one left unwritten shows
         timeline.Upload(std::vector<uint64_t>(
-            static_cast<size_t>(PrefillTmaCtas(prefill, shape)) * kPrefillTimelineSlots,
+            static_cast<size_t>(PrefillTmaTiles(prefill, shape)) * kPrefillTimelineSlots,
             ~uint64_t{0}));
       }
+      constexpr int kFewCtas = 3;
       FOXSERVE_CUDA_CHECK(
-          LaunchPagedPrefillTma(pool, rows, prefill, nullptr, shape, timeline.get()));
+          LaunchPagedPrefillTma(pool, rows, prefill, nullptr, shape, nullptr, kFewCtas));
+      FOXSERVE_CUDA_CHECK(cudaMemset(out.get(), 0xFF, out.size() * sizeof(float)));  // NaN
+      FOXSERVE_CUDA_CHECK(
+          LaunchPagedPrefillTma(pool, rows, prefill, nullptr, shape, timeline.get(), kFewCtas));
       if (tma_timeline != nullptr) *tma_timeline = timeline.Download();
+      for (int32_t c : counter.Download()) EXPECT_EQ(c, 0) << "the tile counter left set";
+      const std::vector<float> taken = out.Download();
+      int64_t differ = 0;
+      for (size_t i = 0; i < taken.size(); ++i) {
+        differ += std::memcmp(&taken[i], &fixed_share[i], sizeof(float)) != 0 ? 1 : 0;
+      }
+      EXPECT_EQ(differ, 0) << "outputs differ between the CTAs' fixed shares and taken tiles";
       break;
     }
   }
@@ -496,8 +522,10 @@ TEST(TmaPrefillTest, TakesTheRowBoundsAsTheMaximum) {
   }
 }
 
-// The timeline a benchmark asks for: one record a CTA, stamps in order, a ready and a done stamp
-// for every task and none for the consumers without one; the outputs as without it.
+// The timeline a benchmark asks for: one record a tile, stamps in order, a start and a done
+// stamp for every task and none for the consumers without one; three CTAs (so three SMs), each
+// consumer starting a tile only after it finished its previous one on that SM; the outputs as
+// without it.
 TEST(TmaPrefillTest, WritesATimeline) {
   const char* why = nullptr;
   if (CudaDeviceCount(&why) == 0) GTEST_SKIP() << "no GPU: " << why;
@@ -516,29 +544,48 @@ TEST(TmaPrefillTest, WritesATimeline) {
     EXPECT_LT(e, 2e-2);
     ASSERT_EQ(t.size(), static_cast<size_t>((tasks + consumers - 1) / consumers) *
                             kPrefillTimelineSlots);
-    int64_t ready = 0, done = 0;
-    for (size_t cta = 0; cta < t.size() / kPrefillTimelineSlots; ++cta) {
-      const uint64_t* r = t.data() + cta * kPrefillTimelineSlots;
-      EXPECT_LT(r[0], static_cast<uint64_t>(sm_count)) << "CTA " << cta << ": its SM";
+    int64_t started = 0, done = 0;
+    // Per SM, its tiles' (start, done) stamps per consumer.
+    std::map<uint64_t, std::vector<std::array<std::pair<uint64_t, uint64_t>, 3>>> by_sm;
+    for (size_t tile = 0; tile < t.size() / kPrefillTimelineSlots; ++tile) {
+      const uint64_t* r = t.data() + tile * kPrefillTimelineSlots;
+      EXPECT_LT(r[0], static_cast<uint64_t>(sm_count)) << "tile " << tile << ": its SM";
       EXPECT_GT(r[1], 0u);
-      EXPECT_LE(r[1], r[2]) << "CTA " << cta << ": tasks read before it started";
+      EXPECT_LE(r[1], r[2]) << "tile " << tile << ": staged before it was taken";
+      std::array<std::pair<uint64_t, uint64_t>, 3> spans{};
       for (int g = 0; g < 3; ++g) {
-        const uint64_t ready_at = r[3 + g], done_at = r[6 + g];
+        const uint64_t start_at = r[3 + g], done_at = r[6 + g];
         if (g >= consumers) {
-          EXPECT_EQ(ready_at, 0u);
+          EXPECT_EQ(start_at, 0u);
           EXPECT_EQ(done_at, 0u);
           continue;
         }
-        EXPECT_EQ(ready_at == 0, done_at == 0) << "CTA " << cta << ", consumer " << g;
-        if (ready_at == 0) continue;
-        EXPECT_LE(r[2], ready_at) << "CTA " << cta << ", consumer " << g;
-        EXPECT_LE(ready_at, done_at) << "CTA " << cta << ", consumer " << g;
-        ++ready;
+        EXPECT_EQ(start_at == 0, done_at == 0) << "tile " << tile << ", consumer " << g;
+        if (start_at == 0) continue;
+        EXPECT_LE(r[2], start_at) << "tile " << tile << ", consumer " << g;
+        EXPECT_LE(start_at, done_at) << "tile " << tile << ", consumer " << g;
+        spans[g] = {start_at, done_at};
+        ++started;
         ++done;
       }
+      by_sm[r[0]].push_back(spans);
     }
-    EXPECT_EQ(ready, tasks);
+    EXPECT_EQ(started, tasks);
     EXPECT_EQ(done, tasks);
+    EXPECT_LE(by_sm.size(), 3u) << "more SMs than CTAs";
+    for (auto& [sm, tiles] : by_sm) {
+      for (int g = 0; g < consumers; ++g) {
+        std::vector<std::pair<uint64_t, uint64_t>> spans;
+        for (const auto& s : tiles) {
+          if (s[g].first != 0) spans.push_back(s[g]);
+        }
+        std::sort(spans.begin(), spans.end());
+        for (size_t i = 1; i < spans.size(); ++i) {
+          EXPECT_LE(spans[i - 1].second, spans[i].first)
+              << "SM " << sm << ", consumer " << g << ": a tile started before the last ended";
+        }
+      }
+    }
   }
 }
 
