@@ -21,14 +21,14 @@
 //     meanwhile; with three (FlashAttention-3's hdim-64 shape) each runs its softmax under its
 //     previous P V, holding S, P and O at once in 160 registers (what else its loop keeps is
 //     read from shared memory: see RowState, kBoundedArg and the state's placement).
-// Measured on the H200 (bench/RESULTS.md, eleventh stop), dense with bounds at 2x32768: two
-// consumers 16.33 ms, three 14.17 (97% of SDPA's speed), the wgmma kernel 21.07; end to end the
+// Measured on the H200 (bench/RESULTS.md, twelfth stop), dense with bounds at 2x32768: two
+// consumers 16.24 ms, three 13.86 (98% of SDPA's speed), the wgmma kernel 21.07; end to end the
 // two-consumer shape is as fast or faster on short prompts, so the CUDA model takes three from
 // 16384 positions on (FOXSERVE_PREFILL_KERNEL=auto|tma|tma3|wgmma|mma).
 // The kernel is persistent (one CTA an SM): a CTA runs tile after tile of kConsumers
 // consecutive tasks, the KV stream flowing from one tile into the next, while three spare warps
 // of the producer warpgroup stage the next tile (tasks, rows, Q); launching a CTA a tile cost
-// each its start, about 5 us of 37 at 16x4096 (twelfth stop: 2.37 -> 2.19 ms, three consumers).
+// each its start, about 5 us of 37 at 16x4096 (twelfth stop: 2.37 -> 2.18 ms, three consumers).
 // In a tile, tasks of the same (sequence, head) whose key ranges join form one walk over the
 // union of their ranges, sharing every page copied; the producer arrives on a stage's "empty"
 // barrier for the consumers of the walk that do not need it.
