@@ -191,8 +191,7 @@ __device__ __forceinline__ uint64_t GlobalNanoseconds() {
   return t;
 }
 
-
-// Valid tasks are a prefix of the CTA's (only the last CTA runs fewer than kConsumers).
+// Valid tasks are a prefix of a tile's (only the tile taken first has fewer than kConsumers).
 template <int kConsumers>
 __device__ __forceinline__ Walks<kConsumers> PlanWalks(const TaskSpan (&t)[kConsumers]) {
   Walks<kConsumers> w;
@@ -334,26 +333,17 @@ __device__ __forceinline__ bool StageTile(SharedState<S>& sm, const CudaAttentio
   constexpr int kPerThread = (kChunks + kThreads - 1) / kThreads;
   constexpr int kBatch = kThreads == S::kThreads ? kPerThread : 2;
   for (int first = 0; first < kPerThread; first += kBatch) {
-    float4 x[kBatch], y[kBatch];
+    QueryChunk c[kBatch];
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
       const int chunk = min(pt + (first + i) * kThreads, kChunks - 1);
-      const int g = chunk / 512, r = chunk % 512 / 8, col = chunk % 8;
-      const TaskSpan& task = sm.task[slot][g];
-      const int token = task.t0 + (r < task.num_rows ? r : 0);
-      const float* src =
-          rows.q + static_cast<int64_t>(token) * rows.num_heads * D + task.head * D + col * 8;
-      x[i] = *reinterpret_cast<const float4*>(src);
-      y[i] = *reinterpret_cast<const float4*>(src + 4);
+      c[i] = LoadQueryChunk(rows, sm.task[slot][chunk / 512], chunk % 512 / 8, chunk % 8);
     }
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
       const int chunk = pt + (first + i) * kThreads;
       if (first + i >= kPerThread || chunk >= kChunks) continue;
-      const int g = chunk / 512, r = chunk % 512 / 8, col = chunk % 8;
-      *reinterpret_cast<uint4*>(sm.q[slot][g] + SwizzledOffset(r, col)) =
-          make_uint4(PackBf16(x[i].x, x[i].y), PackBf16(x[i].z, x[i].w),
-                     PackBf16(y[i].x, y[i].y), PackBf16(y[i].z, y[i].w));
+      StoreQueryChunk(sm.q[slot][chunk / 512], chunk % 512 / 8, chunk % 8, c[i]);
     }
   }
   FenceProxyAsync();  // Q, before the consumers' wgmma read it

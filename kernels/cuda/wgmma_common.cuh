@@ -158,9 +158,9 @@ struct TaskSpan {
   int64_t table = 0;
 };
 
-// A task past the end (the last CTA's) reads the last task's fields and is marked invalid:
-// with no branch around its loads, a CTA reading several tasks can issue them together (a CTA
-// is alone on its SM, so the round trips of its start are time the SM idles).
+// A task past the end (of the wgmma kernel's last CTA, the TMA kernel's partial tile) reads the
+// last task's fields and is marked invalid: with no branch around its loads, the tasks of a CTA
+// or tile can be read together (their round trips are time the consumers may wait).
 __device__ __forceinline__ TaskSpan ReadTask(const CudaAttentionRows& rows,
                                              const CudaPrefillTasks& tasks, int i) {
   TaskSpan s;
@@ -200,28 +200,42 @@ __device__ __forceinline__ TaskRows ReadTaskRows(const CudaAttentionRows& rows,
   return r;
 }
 
-// Q of the task's rows, rounded to bf16, into a swizzled 64 x 64 tile: 512 chunks of 8 dims,
-// four a thread of the warpgroup (ctid: the thread's index in it). All loads come before the
-// first store: the compiler cannot move a load above a store it cannot tell apart from it, and
-// four round trips in a row would delay the CTA's first product.
+// The chunk of 8 dims of a task's Q at row r (past num_rows: row 0's), dims 8 col on: loaded as
+// fp32, stored rounded to bf16 into a swizzled 64 x 64 tile.
+struct QueryChunk {
+  float4 lo, hi;
+};
+__device__ __forceinline__ QueryChunk LoadQueryChunk(const CudaAttentionRows& rows,
+                                                     const TaskSpan& task, int r, int col) {
+  const int token = task.t0 + (r < task.num_rows ? r : 0);
+  const float* src =
+      rows.q + static_cast<int64_t>(token) * rows.num_heads * D + task.head * D + col * 8;
+  return QueryChunk{*reinterpret_cast<const float4*>(src),
+                    *reinterpret_cast<const float4*>(src + 4)};
+}
+__device__ __forceinline__ void StoreQueryChunk(uint8_t* tile, int r, int col,
+                                                const QueryChunk& c) {
+  *reinterpret_cast<uint4*>(tile + SwizzledOffset(r, col)) =
+      make_uint4(PackBf16(c.lo.x, c.lo.y), PackBf16(c.lo.z, c.lo.w), PackBf16(c.hi.x, c.hi.y),
+                 PackBf16(c.hi.z, c.hi.w));
+}
+
+// Q of the task's rows into its tile: 512 chunks, four a thread of the warpgroup (ctid: the
+// thread's index in it). All loads come before the first store: the compiler cannot move a load
+// above a store it cannot tell apart from it, and four round trips in a row would delay the
+// CTA's first product.
 __device__ __forceinline__ void StageQueryTile(uint8_t* tile, const CudaAttentionRows& rows,
                                                const TaskSpan& task, int ctid) {
-  float4 x[4], y[4];
+  QueryChunk c[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
-    const int token = task.t0 + (r < task.num_rows ? r : 0);
-    const float* src =
-        rows.q + static_cast<int64_t>(token) * rows.num_heads * D + task.head * D + col * 8;
-    x[i] = *reinterpret_cast<const float4*>(src);
-    y[i] = *reinterpret_cast<const float4*>(src + 4);
+    const int chunk = ctid + i * 128;
+    c[i] = LoadQueryChunk(rows, task, chunk / 8, chunk % 8);
   }
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    const int chunk = ctid + i * 128, r = chunk / 8, col = chunk % 8;
-    *reinterpret_cast<uint4*>(tile + SwizzledOffset(r, col)) =
-        make_uint4(PackBf16(x[i].x, x[i].y), PackBf16(x[i].z, x[i].w), PackBf16(y[i].x, y[i].y),
-                   PackBf16(y[i].z, y[i].w));
+    const int chunk = ctid + i * 128;
+    StoreQueryChunk(tile, chunk / 8, chunk % 8, c[i]);
   }
 }
 
