@@ -351,11 +351,8 @@ __device__ __forceinline__ bool StageTile(SharedState<S>& sm, const CudaAttentio
   return true;
 }
 
-// A persistent kernel: as many CTAs as SMs (or tiles), each running tiles of kConsumers
-// consecutive tasks until none is left (TakeTile), one task a consumer. Its KV pages stream
-// through the stages from one tile into the next, and the next tile is staged while the
-// consumers run this one: a CTA a tile measured its start (tasks, rows, Q and the first pages,
-// about 5 us) as 13% of a 16x4096 launch, time its SM idled (bench/RESULTS.md, eleventh stop).
+// As many CTAs as SMs (or tiles), each running tiles until none is left (TakeTile); why, in
+// this file's opening comment.
 template <typename S>
 __global__ void __launch_bounds__(S::kThreads, 1)
     PagedPrefillTmaKernel(const __grid_constant__ CUtensorMap k_map,
@@ -366,8 +363,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   constexpr int kSlots = S::kTileSlots;
   constexpr int kStagers = 96;  // the threads that stage the tiles after the first
   // The next tile is taken when the producer is this many iterations (of 128 keys) from the end
-  // of its current one, so that it is staged when the consumers finish (staging takes 7-11 us;
-  // an iteration 1.8-2.4 us at 4k-32k dense), and not sooner: a CTA holding a taken tile through
+  // of its current one, so that it is staged when the consumers finish (timelines: staging
+  // 7-12 us, a CTA's iteration about 2 us at 16x4096 and 1.7 at 2x32768 dense, the producer up
+  // to 4 ahead of the consumers), and not sooner: a CTA holding a taken tile through
   // a whole long one left other SMs idle at the end of the launch.
   constexpr int kTakeAhead = 6;
   // The state at the start of dynamic shared memory, which sits on a 1024-byte boundary (the
