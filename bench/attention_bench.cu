@@ -10,8 +10,9 @@
 // bench/attention_reference.py --taus reads, so that the reference kernels run the same mix (a
 // draw of 24 log-uniform decay times moves the fraction of tiles ACP skips by several points).
 // --timeline-dir: after timing each TMA prefill shape with logit bounds, one more launch writes
-// its per-CTA timeline (kernels::kPrefillTimelineSlots words a CTA, one line each) to
-// DIR/timeline_<shape>_<B>x<T>_<dense|acp>.txt, which bench/prefill_timeline.py summarises.
+// its timeline (kernels::kPrefillTimelineSlots words a tile, one line each) to
+// DIR/timeline_<shape>_<B>x<T>_<dense|acp>.txt, and the prefill tasks go to
+// DIR/tasks_<B>x<T>_<dense|acp>.txt; bench/prefill_timeline.py summarises them.
 //
 // Decay mix: per head a decay time tau log-uniform in [1, 1e4] tokens; per token the gate logit
 // is bias(tau) + 0.5 N(0, 1) with bias(tau) = -log(expm1(1 / tau)); q and k rows have unit RMS
@@ -312,6 +313,19 @@ int Run(int argc, char** argv) {
                              {"3x128o", TmaPrefillShape::kThreeGroups128KeysOverlap, false},
                              {"3x128obs", TmaPrefillShape::kThreeGroups128KeysOverlap, true,
                               false}};
+      if (!timeline_dir.empty()) {
+        // The tasks the timelines' tiles run, one line each (head, KV table, first and last key
+        // block), for bench/prefill_timeline.py to count a tile's walks and iterations.
+        std::ofstream f(timeline_dir + "/tasks_" + std::to_string(B) + "x" + std::to_string(T) +
+                        (acp ? "_acp" : "_dense") + ".txt");
+        for (size_t i = 0; i < tasks.prefill_first_token.size(); ++i) {
+          const int64_t first = tasks.prefill_first_token[i];
+          const int64_t last = first + tasks.prefill_num_rows[i] - 1;
+          const int32_t head = tasks.prefill_head[i];
+          f << head << " " << table[first * H + head] << " " << tasks.prefill_start[i] << " "
+            << positions[last] / PS << "\n";
+        }
+      }
       for (TmaCase& k : tma_cases) {
         const TmaPrefillShape tma_shape = k.shape;
         CudaAttentionRows r = rows;

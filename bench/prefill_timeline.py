@@ -12,6 +12,14 @@ its start of the next on the same SM, and at the launch's start and end. Prints 
   the span, the mean time from the first consumer start to the first on an SM (start), and from
   an SM's last end to the launch's (tail).
 
+Where the bench also wrote the tasks (DIR/tasks_<B>x<T>_<dense|acp>.txt: head, KV table, first
+and last key block a line), the tiles' walks are planned as the kernel plans them (tile j in the
+order taken runs tasks (tiles - 1 - j) C .. C - 1 on, C consumers; consecutive tasks of one
+(head, table) whose key ranges join share a walk, 128 keys an iteration), and a least-squares
+line of a tile's time (its longest consumer's) against its iterations, over tiles of one walk,
+splits it into a fixed part a tile and a part an iteration; tiles of several walks (whose
+consumers wait for one walk after another) are counted apart.
+
   python3 bench/prefill_timeline.py DIR/timeline_*.txt
 """
 import collections
@@ -19,6 +27,44 @@ import os
 import sys
 
 CONSUMERS = 3  # slots for consumers in a record (the widest shape)
+PAGES = 2  # key blocks (pages) an iteration
+
+
+def read_tasks(path):
+    with open(path) as f:
+        return [tuple(int(w) for w in line.split()) for line in f]
+
+
+def tile_iterations(tasks, first, consumers):
+    """The tile's walks (as the kernel's PlanWalks) and their iterations."""
+    walks, prev = [], None
+    for head, table, start, last in tasks[first:first + consumers]:
+        if (walks and prev == (head, table) and start <= walks[-1][1] + 1 and
+                walks[-1][0] <= last + 1):
+            walks[-1] = (min(walks[-1][0], start), max(walks[-1][1], last))
+        else:
+            walks.append((start, last))
+        prev = (head, table)
+    return len(walks), sum((hi - lo + PAGES) // PAGES for lo, hi in walks)
+
+
+def fit_tiles(tiles, tasks, consumers):
+    """Least squares of one-walk tiles' times (us) on their iterations; multi-walk tiles apart."""
+    xs, ys, multi = [], [], []
+    for j, (_, _, _, starts, ends) in enumerate(tiles):
+        walks, iterations = tile_iterations(tasks, (len(tiles) - 1 - j) * consumers, consumers)
+        time_us = max(e - s for s, e in zip(starts, ends) if s) / 1e3
+        if walks == 1:
+            xs.append(iterations)
+            ys.append(time_us)
+        else:
+            multi.append(time_us)
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    return {"fixed_us": my - slope * mx, "iteration_us": slope, "multi": len(multi),
+            "multi_us": sum(multi) / max(1, len(multi))}
 
 
 def summarise(path):
@@ -54,7 +100,13 @@ def summarise(path):
     sms = len(first_start)
     consumers = max(sum(1 for x in t[3] if x) for t in tiles)
     mean = lambda xs: sum(xs) / max(1, len(xs)) / 1e3  # microseconds
+    fit = {}
+    kernel, shape, mode = os.path.basename(path)[len("timeline_"):-len(".txt")].rsplit("_", 2)
+    tasks_path = os.path.join(os.path.dirname(path), f"tasks_{shape}_{mode}.txt")
+    if os.path.exists(tasks_path):
+        fit = fit_tiles(tiles, read_tasks(tasks_path), int(kernel[0]))
     return {
+        **fit,
         "file": os.path.basename(path),
         "tiles": len(tiles),
         "sms": sms,
@@ -72,12 +124,15 @@ def main(paths):
     if not paths:
         sys.exit(__doc__)
     print(f"{'timeline':44s} {'tiles':>6s} {'SMs':>4s} {'span us':>9s} {'tile us':>8s} "
-          f"{'stage us':>8s} {'wait us':>8s} {'busy':>7s} {'start us':>8s} {'tail us':>8s}")
+          f"{'stage us':>8s} {'wait us':>8s} {'busy':>7s} {'start us':>8s} {'tail us':>8s} "
+          f"{'fixed us':>8s} {'us/it':>6s} {'multi':>6s} {'multi us':>8s}")
     for path in paths:
         r = summarise(path)
         print(f"{r['file']:44s} {r['tiles']:6d} {r['sms']:4d} {r['span_us']:9.1f} "
               f"{r['tile_us']:8.2f} {r['stage_us']:8.2f} {r['wait_us']:8.2f} "
-              f"{100 * r['busy']:6.1f}% {r['start_us']:8.2f} {r['tail_us']:8.1f}")
+              f"{100 * r['busy']:6.1f}% {r['start_us']:8.2f} {r['tail_us']:8.1f} " +
+              (f"{r['fixed_us']:8.2f} {r['iteration_us']:6.3f} {r['multi']:6d} "
+               f"{r['multi_us']:8.1f}" if "fixed_us" in r else f"{'-':>8s} {'-':>6s}"))
 
 
 if __name__ == "__main__":
