@@ -59,7 +59,7 @@ def fit_tiles(tiles, tasks, consumers):
             ys.append(time_us)
         else:
             multi.append(time_us)
-    n = len(xs)
+    n = max(1, len(xs))
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
