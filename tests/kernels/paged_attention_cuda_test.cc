@@ -561,12 +561,12 @@ TEST(TmaPrefillTest, WritesATimeline) {
           continue;
         }
         EXPECT_EQ(start_at == 0, done_at == 0) << "tile " << tile << ", consumer " << g;
+        started += start_at != 0 ? 1 : 0;  // apart: a record with one stamp fails a total
+        done += done_at != 0 ? 1 : 0;
         if (start_at == 0) continue;
         EXPECT_LE(r[2], start_at) << "tile " << tile << ", consumer " << g;
         EXPECT_LE(start_at, done_at) << "tile " << tile << ", consumer " << g;
         spans[g] = {start_at, done_at};
-        ++started;
-        ++done;
       }
       by_sm[r[0]].push_back(spans);
     }
