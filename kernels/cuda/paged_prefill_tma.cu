@@ -21,10 +21,11 @@
 //     meanwhile; with three (FlashAttention-3's hdim-64 shape) each runs its softmax under its
 //     previous P V, holding S, P and O at once in 160 registers (what else its loop keeps is
 //     read from shared memory: see RowState, kBoundedArg and the state's placement).
-// Measured on the H200 (bench/RESULTS.md, twelfth stop), dense with bounds at 2x32768: two
-// consumers 16.24 ms, three 13.86 (98% of SDPA's speed), the wgmma kernel 21.07; end to end the
-// two-consumer shape is as fast or faster on short prompts, so the CUDA model takes three from
-// 16384 positions on (FOXSERVE_PREFILL_KERNEL=auto|tma|tma3|wgmma|mma).
+// Measured on the H200 (bench/RESULTS.md, fourteenth stop), dense with bounds at 2x32768: two
+// consumers 16.0 ms, three 13.2 (SDPA 14.3), the wgmma kernel 21.1; end to end the two-consumer
+// shape was as fast or faster on short prompts (twelfth stop, before the fourteenth made the
+// three-consumer loop 5% faster), so the CUDA model takes three from 16384 positions on
+// (FOXSERVE_PREFILL_KERNEL=auto|tma|tma3|wgmma|mma).
 // The kernel is persistent (one CTA an SM): a CTA runs tile after tile of kConsumers
 // consecutive tasks, the KV stream flowing from one tile into the next, while three spare warps
 // of the producer warpgroup stage the next tile (tasks, rows, Q); launching a CTA a tile cost
@@ -514,7 +515,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   // The running tile, set at its start: its slot, this consumer's task, its first iteration
   // (global: stage g % kStages) and the first block of its walk, its rows and its Q.
   int slot = 0, g = 0, lo = 0;
+  // This consumer's task in the running tile. Two consumers hold a copy of it; three hold only
+  // its last block and read the rest from shared memory where needed (fewer values live across
+  // their loop, which spills: 2.10 -> 2.03 ms dense at 16x4096, 13.8 -> 13.2 at 2x32768; two
+  // consumers, which do not spill, were 1-3% slower that way).
   TaskSpan mine;
+  int last_block = 0;
   const RowState* state = nullptr;  // row i of this thread: state[8 i]
   uint32_t q_desc = 0;
   // The largest logit bound of the task's rows. Used as every row's softmax maximum, it spares
@@ -554,7 +560,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // Every wgmma is issued unconditionally (ptxas serializes wgmma on divergent paths): a half
     // the task does not see has P = 0 against finite V (live pages, zero-filled tails and zero
     // pages), and the first iteration's "previous" P V is P = 0 against its own stage.
-    const int first_pair = lo + (max(mine.start, lo) - lo) / kPages * kPages;
+    const int task_start = S::kOverlap ? sm.task[slot][group].start : mine.start;
+    const int first_pair = lo + (max(task_start, lo) - lo) / kPages * kPages;
     g += (first_pair - lo) / kPages;
     // The previous iteration's stage; -1 in the first (nothing to release, and its "previous"
     // P V reads its own stage with P = 0).
@@ -581,15 +588,15 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       }
     };
 
-    for (int b0 = first_pair; b0 <= mine.last_block; b0 += kPages, ++g) {
+    for (int b0 = first_pair; b0 <= last_block; b0 += kPages, ++g) {
       const int stage = g % kStages;
       const int start = sm.task[slot][group].start;  // read again rather than held across the loop
       bool half[kPages];
-      bool masked = b0 + kPages - 1 >= mine.last_block;
+      bool masked = b0 + kPages - 1 >= last_block;
 #pragma unroll
       for (int h = 0; h < kPages; ++h) {
         const int blk = b0 + h;
-        half[h] = blk >= start && blk <= mine.last_block;
+        half[h] = blk >= start && blk <= last_block;
         masked = masked || !half[h];
       }
       while (*static_cast<volatile int*>(&sm.issued[stage]) != g) __nanosleep(64);
@@ -637,7 +644,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 #pragma unroll
           for (int i = 0; i < 2; ++i) {
             limit[i] = !half[h] ? 0
-                                : (b0 + h == mine.last_block ? state[8 * i].position % PS + 1 : PS);
+                                : (b0 + h == last_block ? state[8 * i].position % PS + 1 : PS);
           }
         }
 #pragma unroll
@@ -667,23 +674,22 @@ __global__ void __launch_bounds__(S::kThreads, 1)
 #pragma unroll
           for (int i = 0; i < 2; ++i) row_k[h][i] = (bias[h][i] - max_logit) * kLog2e;
         }
-        [[maybe_unused]] float sum[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+        // The rows' sums straight into l, one chain a row (the exponents' MUFU issue is
+        // slower than the adds): four partial chains a row held eight more values across the
+        // softmax, which three consumers spilled (2.14 -> 2.10 ms dense at 16x4096 without them;
+        // two consumers 2.29 -> 2.28, 16.2 -> 16.0 at 2x32768).
         auto expo = [&](auto masked) {
 #pragma unroll
           for (int h = 0; h < kPages; ++h) {
-            for_each_score(h, masked, [&](float& x, float c_key, int i, int j, bool beyond) {
+            for_each_score(h, masked, [&](float& x, float c_key, int i, int, bool beyond) {
               float t = fmaf(c_key, -kLog2e, fmaf(x, scale_log2, row_k[h][i]));
               if (beyond) t = -INFINITY;
               x = FastExp2(t);
-              if constexpr (!S::kTensorSums) sum[i][j] += x;
+              if constexpr (!S::kTensorSums) l[i] += x;
             });
           }
         };
         Dispatch(masked, expo);
-#pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          if constexpr (!S::kTensorSums) l[i] += (sum[i][0] + sum[i][1]) + (sum[i][2] + sum[i][3]);
-        }
       } else {
         // Online maxima: x = s scale - c_key in place (one FFMA), p = 2^(x log2(e) - shift)
         // below (one FFMA); the row maxima over four partial chains each (a chain of 32
@@ -804,7 +810,12 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     const int tile = sm.tile[slot];
     if (tile < 0) return;
     const Walks<kConsumers>& walks = sm.walks[slot];
-    mine = sm.task[slot][group];
+    if constexpr (S::kOverlap) {
+      last_block = sm.task[slot][group].last_block;
+    } else {
+      mine = sm.task[slot][group];
+      last_block = mine.last_block;
+    }
     // This consumer's first stage skips the earlier walks'; the next tile's, all of them.
     g = tile_g;
     for (int w = 0; w < walks.count; ++w) {
@@ -813,7 +824,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       if (walks.first[w] <= group && group < walks.first[w + 1]) lo = walks.lo[w];
       tile_g += n;
     }
-    if (mine.valid) {  // else the producer accounts for this consumer's stages
+    // An invalid task: the producer accounts for this consumer's stages.
+    if (S::kOverlap ? sm.task[slot][group].valid : mine.valid) {
       if (S::kTimeline && warp == 0 && lane == 0) stamp(tile, 3 + group, GlobalNanoseconds());
       state = sm.row_state[slot][group] + warp * 16 + g8;
       q_desc = TileDescriptorLow(sm.q[slot][group]);
