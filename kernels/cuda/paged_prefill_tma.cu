@@ -521,6 +521,9 @@ __global__ void __launch_bounds__(S::kThreads, 1)
   // consumers, which do not spill, were 1-3% slower that way).
   TaskSpan mine;
   int last_block = 0;
+  auto running_task = [&]() -> const TaskSpan& {
+    return S::kOverlap ? sm.task[slot][group] : mine;
+  };
   const RowState* state = nullptr;  // row i of this thread: state[8 i]
   uint32_t q_desc = 0;
   // The largest logit bound of the task's rows. Used as every row's softmax maximum, it spares
@@ -560,8 +563,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     // Every wgmma is issued unconditionally (ptxas serializes wgmma on divergent paths): a half
     // the task does not see has P = 0 against finite V (live pages, zero-filled tails and zero
     // pages), and the first iteration's "previous" P V is P = 0 against its own stage.
-    const int task_start = S::kOverlap ? sm.task[slot][group].start : mine.start;
-    const int first_pair = lo + (max(task_start, lo) - lo) / kPages * kPages;
+    const int first_pair = lo + (max(running_task().start, lo) - lo) / kPages * kPages;
     g += (first_pair - lo) / kPages;
     // The previous iteration's stage; -1 in the first (nothing to release, and its "previous"
     // P V reads its own stage with P = 0).
@@ -810,12 +812,8 @@ __global__ void __launch_bounds__(S::kThreads, 1)
     const int tile = sm.tile[slot];
     if (tile < 0) return;
     const Walks<kConsumers>& walks = sm.walks[slot];
-    if constexpr (S::kOverlap) {
-      last_block = sm.task[slot][group].last_block;
-    } else {
-      mine = sm.task[slot][group];
-      last_block = mine.last_block;
-    }
+    if constexpr (!S::kOverlap) mine = sm.task[slot][group];
+    last_block = running_task().last_block;
     // This consumer's first stage skips the earlier walks'; the next tile's, all of them.
     g = tile_g;
     for (int w = 0; w < walks.count; ++w) {
@@ -825,7 +823,7 @@ __global__ void __launch_bounds__(S::kThreads, 1)
       tile_g += n;
     }
     // An invalid task: the producer accounts for this consumer's stages.
-    if (S::kOverlap ? sm.task[slot][group].valid : mine.valid) {
+    if (running_task().valid) {
       if (S::kTimeline && warp == 0 && lane == 0) stamp(tile, 3 + group, GlobalNanoseconds());
       state = sm.row_state[slot][group] + warp * 16 + g8;
       q_desc = TileDescriptorLow(sm.q[slot][group]);
