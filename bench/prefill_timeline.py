@@ -59,10 +59,11 @@ def fit_tiles(tiles, tasks, consumers):
             ys.append(time_us)
         else:
             multi.append(time_us)
-    n = max(1, len(xs))
-    mx, my = sum(xs) / n, sum(ys) / n
+    mx, my = sum(xs) / max(1, len(xs)), sum(ys) / max(1, len(ys))
     sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    if not sxx:  # no line to fit: no one-walk tiles, or all of one length
+        return {}
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
     return {"fixed_us": my - slope * mx, "iteration_us": slope, "multi": len(multi),
             "multi_us": sum(multi) / max(1, len(multi))}
 
@@ -132,7 +133,8 @@ def main(paths):
               f"{r['tile_us']:8.2f} {r['stage_us']:8.2f} {r['wait_us']:8.2f} "
               f"{100 * r['busy']:6.1f}% {r['start_us']:8.2f} {r['tail_us']:8.1f} " +
               (f"{r['fixed_us']:8.2f} {r['iteration_us']:6.3f} {r['multi']:6d} "
-               f"{r['multi_us']:8.1f}" if "fixed_us" in r else f"{'-':>8s} {'-':>6s}"))
+               f"{r['multi_us']:8.1f}" if "fixed_us" in r
+               else f"{'-':>8s} {'-':>6s} {'-':>6s} {'-':>8s}"))
 
 
 if __name__ == "__main__":
